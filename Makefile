@@ -1,0 +1,57 @@
+# userops — the commands that matter. `make help` lists them.
+SHELL := /bin/bash
+PY_VERSION ?= python3.11
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.DEFAULT_GOAL := help
+.PHONY: help install run stop status test test-unit test-integration lint typecheck fmt bench kafka-libs clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(UV):
+	@command -v $(PY_VERSION) >/dev/null || { echo "userops needs Python 3.11 ($(PY_VERSION) not found)"; exit 1; }
+	$(PY_VERSION) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q "uv==0.13.9"
+
+$(VENV)/.installed: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PY_VERSION) --quiet
+	@touch $@
+
+install: $(VENV)/.installed ## Install Python deps from the lockfile into .venv
+	@$(PY) -m scripts.stack.fetch
+
+run: install ## Start Kafka, PostgreSQL and every service on this machine (Ctrl-C stops the services)
+	$(PY) -m scripts.cli dev run
+
+stop: install ## Stop the local Kafka and PostgreSQL
+	$(PY) -m scripts.cli dev down
+
+status: install ## Say what runs
+	$(PY) -m scripts.cli dev status
+
+test: install ## Run every test (unit, integration on a private real Kafka + PostgreSQL, e2e)
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-unit: install ## Unit tests only (milliseconds, no I/O)
+	$(PY) -m pytest -q tests/unit
+
+lint: install ## ruff and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy services shared scripts
+
+fmt: install ## Format the code
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install ## Run the benchmarks (prints figures; not a test)
+	$(PY) bench/ingest.py
+
+clean: ## Remove the local stack data and virtualenvs
+	rm -rf .local $(VENV) $(TOOLS)

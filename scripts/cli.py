@@ -1,0 +1,143 @@
+"""`userops`: the operator's command line (local stack, database migrations, replays)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import typer
+
+from scripts.stack import StackError
+from scripts.stack.procs import port_in_use, read_pid
+from scripts.stack.settings import StackSettings
+from scripts.stack.topics import ensure_topics
+
+app = typer.Typer(help="userops command line.", no_args_is_help=True, add_completion=False)
+dev = typer.Typer(help="The local stack: a real Kafka and PostgreSQL without Docker.", no_args_is_help=True)
+app.add_typer(dev, name="dev")
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def stack_up(settings: StackSettings) -> None:
+    kafka, pg = settings.kafka, settings.postgres
+    try:
+        typer.echo(f"kafka      starting on {kafka.bootstrap} ...")
+        kafka.start()
+        created = asyncio.run(ensure_topics(kafka.bootstrap, settings.topic_partitions))
+        typer.echo(f"kafka      ready; topics created: {', '.join(created) or 'none (all exist)'}")
+        pg.start()
+        pg.ensure_databases()
+        typer.echo(f"postgres   ready on 127.0.0.1:{pg.port} (databases segmenter, rewards, notifier)")
+    except StackError as exc:
+        _fail(str(exc))
+
+
+@dev.command("up")
+def dev_up() -> None:
+    """Start Kafka and PostgreSQL (idempotent) and create topics and databases."""
+    stack_up(StackSettings())
+
+
+@dev.command("down")
+def dev_down() -> None:
+    """Stop Kafka and PostgreSQL (idempotent); data is kept under the stack home."""
+    settings = StackSettings()
+    settings.kafka.stop()
+    settings.postgres.stop()
+    typer.echo("stack stopped")
+
+
+@dev.command("status")
+def dev_status() -> None:
+    """Say what runs."""
+    settings = StackSettings()
+    k, p = settings.kafka, settings.postgres
+    typer.echo(f"kafka      {'running' if k.is_running() else 'stopped'}  {k.bootstrap}")
+    typer.echo(f"postgres   {'running' if p.is_running() else 'stopped'}  127.0.0.1:{p.port}")
+    run_pid = read_pid(settings.home / "run.pid")
+    typer.echo(f"services   {'running (pid %d)' % run_pid if run_pid else 'stopped'}")
+
+
+def _service_commands(settings: StackSettings) -> dict[str, list[str]]:
+    py = sys.executable
+    return {
+        "ingest": [py, "-m", "services.ingest"],
+    }
+
+
+@dev.command("run")
+def dev_run() -> None:
+    """Start the stack and every service in the foreground; Ctrl-C stops the services."""
+    settings = StackSettings()
+    run_pid_file = settings.home / "run.pid"
+    other = read_pid(run_pid_file)
+    if other is not None:
+        _fail(f"userops is already running (pid {other}); stop it with Ctrl-C there or `make stop`.")
+    if port_in_use(settings.ingest_port):
+        _fail(f"port {settings.ingest_port} is already in use; set USEROPS_INGEST_PORT to another port.")
+    stack_up(settings)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    run_pid_file.write_text(f"{os.getpid()}\n")
+    env = {
+        **os.environ,
+        "USEROPS_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+        "USEROPS_PG_HOST": "127.0.0.1",
+        "USEROPS_PG_PORT": str(settings.pg_port),
+    }
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, cmd in _service_commands(settings).items():
+            procs[name] = subprocess.Popen(cmd, env=env)
+        _print_banner(settings)
+        stop = False
+
+        def _on_signal(signum: int, frame: object) -> None:
+            nonlocal stop
+            stop = True
+
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
+        while not stop:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    typer.secho(f"{name} exited with {proc.returncode}", fg=typer.colors.RED, err=True)
+                    stop = True
+            time.sleep(0.5)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        run_pid_file.unlink(missing_ok=True)
+        typer.echo("services stopped; the stack keeps running (`make stop` stops it)")
+
+
+def _print_banner(settings: StackSettings) -> None:
+    key = os.environ.get("USEROPS_DEV_WRITE_KEY", "dev-write-key")
+    typer.secho(f"\nuserops ingest on http://127.0.0.1:{settings.ingest_port}  (docs: /docs)", bold=True)
+    typer.echo(
+        "try:\n"
+        f"  curl -s -u {key}: http://127.0.0.1:{settings.ingest_port}/v1/track \\\n"
+        "    -H 'Content-Type: application/json' \\\n"
+        "    -d '{\"userId\": \"u1\", \"event\": \"Order Completed\", \"properties\": {\"revenue\": 42}}'\n"
+    )
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,31 @@
+"""Where the local stack lives and which ports it uses (`USEROPS_*` environment variables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scripts.stack.kafka import REPO_ROOT, KafkaNode
+from scripts.stack.postgres import PostgresNode
+
+
+class StackSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="USEROPS_", frozen=True, extra="ignore")
+
+    home: Path = REPO_ROOT / ".local"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    pg_port: int = 5432
+    topic_partitions: int = 12
+    ingest_port: int = 8000
+    segmenter_port: int = 8001
+
+    @property
+    def kafka(self) -> KafkaNode:
+        return KafkaNode(home=self.home / "kafka" / "node", libs=self.home / "kafka" / "libs",
+                         port=self.kafka_port, controller_port=self.kafka_controller_port)
+
+    @property
+    def postgres(self) -> PostgresNode:
+        return PostgresNode(home=self.home / "postgres", port=self.pg_port)
