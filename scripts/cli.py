@@ -63,7 +63,7 @@ def dev_status() -> None:
     typer.echo(f"kafka      {'running' if k.is_running() else 'stopped'}  {k.bootstrap}")
     typer.echo(f"postgres   {'running' if p.is_running() else 'stopped'}  127.0.0.1:{p.port}")
     run_pid = read_pid(settings.home / "run.pid")
-    typer.echo(f"services   {'running (pid %d)' % run_pid if run_pid else 'stopped'}")
+    typer.echo(f"services   {f'running (pid {run_pid})' if run_pid else 'stopped'}")
 
 
 def _service_commands(settings: StackSettings) -> dict[str, list[str]]:
@@ -131,7 +131,7 @@ def _print_banner(settings: StackSettings) -> None:
         "try:\n"
         f"  curl -s -u {key}: http://127.0.0.1:{settings.ingest_port}/v1/track \\\n"
         "    -H 'Content-Type: application/json' \\\n"
-        "    -d '{\"userId\": \"u1\", \"event\": \"Order Completed\", \"properties\": {\"revenue\": 42}}'\n"
+        '    -d \'{"userId": "u1", "event": "Order Completed", "properties": {"revenue": 42}}\'\n'
     )
 
 

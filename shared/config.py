@@ -69,9 +69,7 @@ def load_yaml(path: Path, model: type[M], context: dict[str, Any] | None = None)
     try:
         return model.model_validate(raw, context=context)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"field '{_format_loc(err['loc'])}': {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"field '{_format_loc(err['loc'])}': {err['msg']}" for err in exc.errors())
         raise ConfigError(f"{path}: {problems}") from exc
 
 

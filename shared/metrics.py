@@ -25,7 +25,7 @@ def metrics_router(registry: CollectorRegistry) -> APIRouter:
     def metrics() -> Response:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             scrape = CollectorRegistry()
-            multiprocess.MultiProcessCollector(scrape)
+            multiprocess.MultiProcessCollector(scrape)  # type: ignore[no-untyped-call]
             return Response(generate_latest(scrape), media_type=CONTENT_TYPE_LATEST)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

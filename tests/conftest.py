@@ -36,8 +36,12 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     home = REPO_ROOT / ".local" / f"test-{os.getpid()}"
-    kafka = KafkaNode(home=home / "kafka", libs=REPO_ROOT / ".local" / "kafka" / "libs",
-                      port=free_port(), controller_port=free_port())
+    kafka = KafkaNode(
+        home=home / "kafka",
+        libs=REPO_ROOT / ".local" / "kafka" / "libs",
+        port=free_port(),
+        controller_port=free_port(),
+    )
     postgres = PostgresNode(home=home / "postgres", port=free_port(), fsync=False)
     kafka.start()
     postgres.start()
@@ -94,5 +98,3 @@ async def eventually(check, timeout: float = 30.0, interval: float = 0.1):  # ty
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
         await asyncio.sleep(interval)
-
-

@@ -45,17 +45,27 @@ def ensure_libs(libs: Path) -> Path:
     if marker.exists():
         return libs
     if shutil.which("java") is None:
-        raise StackError("Kafka needs a Java runtime: install a JDK 17 (e.g. `apt-get install openjdk-17-jdk-headless`).")
+        raise StackError(
+            "Kafka needs a Java runtime: install a JDK 17 (e.g. `apt-get install openjdk-17-jdk-headless`)."
+        )
     if shutil.which("mvn") is None:
         raise StackError("Fetching Kafka needs Maven: install it (e.g. `apt-get install maven`).")
     libs.mkdir(parents=True, exist_ok=True)
     cmd = [
-        "mvn", "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
-        "-DincludeScope=runtime", f"-DoutputDirectory={libs}",
+        "mvn",
+        "-B",
+        "-q",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={libs}",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not any(libs.glob("kafka_2.13-*.jar")):
-        raise StackError(f"fetching Kafka jars with Maven failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        raise StackError(
+            f"fetching Kafka jars with Maven failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )
     marker.write_text("ok\n")
     return libs
 
@@ -139,31 +149,52 @@ class KafkaNode:
         self.home.mkdir(parents=True, exist_ok=True)
         cfg = self._write_config()
         if not (self.home / "data" / "meta.properties").exists():
-            cluster_id = subprocess.run(
-                self._java("kafka.tools.StorageTool", "random-uuid"),
-                capture_output=True, text=True, check=True,
-            ).stdout.strip().splitlines()[-1]
+            cluster_id = (
+                subprocess.run(
+                    self._java("kafka.tools.StorageTool", "random-uuid"),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             fmt = subprocess.run(
-                self._java("kafka.tools.StorageTool", "format", "--standalone",
-                           "-t", cluster_id, "-c", str(cfg)),
-                capture_output=True, text=True, check=False,
+                self._java(
+                    "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(cfg)
+                ),
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if fmt.returncode != 0:
                 raise StackError(f"formatting Kafka storage failed: {fmt.stderr[-2000:]}")
         log = self.log_file.open("ab")
         offset = log.tell()
         proc = subprocess.Popen(
-            ["java", f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC",
-             f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
-             "-cp", f"{self.libs}/*", "kafka.Kafka", str(cfg)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                "java",
+                f"-Xms{self.heap}",
+                f"-Xmx{self.heap}",
+                "-XX:+UseG1GC",
+                f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
+                "-cp",
+                f"{self.libs}/*",
+                "kafka.Kafka",
+                str(cfg),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         self.pid_file.write_text(f"{proc.pid}\n")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise StackError(f"Kafka exited with {proc.returncode}; see {self.log_file}:\n{self._tail(offset)}")
+                raise StackError(
+                    f"Kafka exited with {proc.returncode}; see {self.log_file}:\n{self._tail(offset)}"
+                )
             if READY_LINE in self._tail(offset, limit=None):
                 return
             time.sleep(0.2)

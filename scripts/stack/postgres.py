@@ -36,8 +36,7 @@ def _ensure_os_user() -> tuple[int, int]:
     try:
         entry = pwd.getpwnam(_OS_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", _OS_USER], check=True,
-                       capture_output=True)
+        subprocess.run(["useradd", "--system", "--no-create-home", _OS_USER], check=True, capture_output=True)
         entry = pwd.getpwnam(_OS_USER)
     return entry.pw_uid, entry.pw_gid
 
@@ -46,7 +45,7 @@ def _open_path(path: Path) -> None:
     """Let the server's OS user traverse every folder above `path`."""
     for parent in [path, *path.parents]:
         mode = parent.stat().st_mode
-        want = mode | stat.S_IXOTH | stat.S_IROTH
+        want = mode | stat.S_IXOTH
         if mode != want:
             parent.chmod(want)
 
@@ -76,12 +75,22 @@ class PostgresNode:
 
     def _run(self, exe: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [str(_bin_dir() / exe), *args]
-        user = None
         if os.geteuid() == 0:
-            _ensure_os_user()
-            user = _OS_USER
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, user=user,
-                              stdin=subprocess.DEVNULL)
+            # Drop to the server's own user AND group: keeping root's gid would match the group
+            # bits of root-owned folders (often ---) and deny traversal.
+            uid, gid = _ensure_os_user()
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                user=uid,
+                group=gid,
+                extra_groups=[],
+            )
+        else:
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
         if check and proc.returncode != 0:
             raise StackError(f"{exe} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
         return proc
@@ -123,16 +132,35 @@ class PostgresNode:
             )
         self._prepare_dirs()
         if not (self.pgdata / "PG_VERSION").exists():
-            self._run("initdb", "-D", str(self.pgdata), "--auth=trust", "--encoding=UTF8",
-                      "-U", "postgres", "--no-instructions")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.pgdata),
+                "--auth=trust",
+                "--encoding=UTF8",
+                "-U",
+                "postgres",
+                "--no-instructions",
+            )
         # TCP only: a Unix socket path under a deep work tree can exceed the 107-byte limit.
         opts = (
             f"-h 127.0.0.1 -p {self.port} -k '' -c max_connections=300 "
             f"-c shared_buffers=256MB -c fsync={'on' if self.fsync else 'off'} "
             "-c max_locks_per_transaction=256"
         )
-        self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.log_file), "-o", opts,
-                  "-w", "-t", str(int(timeout)), "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.pgdata),
+            "-l",
+            str(self.log_file),
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "start",
+        )
         deadline = time.monotonic() + timeout
         while not self.is_running():
             if time.monotonic() > deadline:
@@ -141,8 +169,9 @@ class PostgresNode:
 
     def ensure_databases(self, names: tuple[str, ...] = SERVICE_DATABASES) -> None:
         for name in names:
-            proc = self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                             name, check=False)
+            proc = self._run(
+                "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name, check=False
+            )
             if proc.returncode != 0 and "already exists" not in proc.stderr:
                 raise StackError(f"createdb {name} failed: {proc.stderr.strip()}")
 

@@ -23,8 +23,12 @@ class StackSettings(BaseSettings):
 
     @property
     def kafka(self) -> KafkaNode:
-        return KafkaNode(home=self.home / "kafka" / "node", libs=self.home / "kafka" / "libs",
-                         port=self.kafka_port, controller_port=self.kafka_controller_port)
+        return KafkaNode(
+            home=self.home / "kafka" / "node",
+            libs=self.home / "kafka" / "libs",
+            port=self.kafka_port,
+            controller_port=self.kafka_controller_port,
+        )
 
     @property
     def postgres(self) -> PostgresNode:

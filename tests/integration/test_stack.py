@@ -17,8 +17,9 @@ async def test_kafka_round_trip_with_acks_all(stack: Stack, topics: dict[str, st
         meta = await producer.send_and_wait(topic, b"hello", key=b"u1")
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=stack.bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     try:
         from aiokafka import TopicPartition

@@ -1,0 +1,79 @@
+"""The runtime's two kinds of failure, and how library errors map onto them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import exc as sa_exc
+
+
+class PermanentError(Exception):
+    """This message can never succeed (undecodable, fails validation): dead-letter it and move on."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class RetryableError(Exception):
+    """Infrastructure is unavailable (database, broker): retry with backoff, never skip."""
+
+
+# SQLSTATEs that mean "try the same transaction again": serialization failure, deadlock,
+# and the connection/operator-intervention classes (08xxx, 57Pxx: the server went away).
+_RETRYABLE_SQLSTATES = ("40001", "40P01", "08", "57P", "53")
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True when `exc` comes from infrastructure being down or contended, not from the message."""
+    if isinstance(exc, RetryableError | ConnectionError | TimeoutError | asyncio.TimeoutError | OSError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_RETRYABLE_SQLSTATES):
+            return True
+    if isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError):
+        return True
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and cause is not exc:
+        # asyncpg errors wrapped by SQLAlchemy (or by us with `raise ... from`).
+        name = type(cause).__module__
+        if name.startswith("asyncpg") and type(cause).__name__ in {
+            "ConnectionDoesNotExistError",
+            "CannotConnectNowError",
+            "ConnectionFailureError",
+            "InterfaceError",
+            "TooManyConnectionsError",
+            "AdminShutdownError",
+            "SerializationError",
+            "DeadlockDetectedError",
+        }:
+            return True
+        return isinstance(cause, ConnectionError | OSError | asyncio.TimeoutError)
+    try:
+        from aiokafka import errors as kafka_errors
+    except ImportError:  # pragma: no cover
+        return False
+    return (isinstance(exc, kafka_errors.KafkaError) and bool(getattr(exc, "retriable", False))) or (
+        isinstance(exc, kafka_errors.KafkaConnectionError | kafka_errors.KafkaTimeoutError)
+    )
+
+
+class Backoff:
+    """Exponential backoff with a cap; `reset()` after a success."""
+
+    def __init__(self, initial: float = 0.1, maximum: float = 5.0) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.current = initial
+
+    def next(self) -> float:
+        delay = self.current
+        self.current = min(self.current * 2, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.initial

@@ -1,0 +1,161 @@
+"""Transactional outbox: output events written in the handler's transaction, relayed afterwards.
+
+Output ids are deterministic (`output_id`), and inserting an id twice is a no-op, so a redelivered
+input or a replay never publishes a second, different copy. The relay publishes in `seq` order
+under a transaction-scoped advisory lock, so with any number of replicas one relay at a time
+publishes and each user's events keep their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from shared.logging import get_logger
+from shared.runtime.errors import Backoff, is_retryable
+from shared.runtime.metrics import RuntimeMetrics
+
+_NAMESPACE = uuid.UUID("6f1c7a4e-3b0d-4c55-9d61-2a8f0e3b7c11")
+_RELAY_LOCK = 0x7573_6572_6F70  # an arbitrary constant shared by every relay of one database
+
+log = get_logger(__name__)
+
+
+def output_id(input_id: str, rule: str) -> str:
+    """A deterministic id for the output that `rule` derived from input `input_id`."""
+    return str(uuid.uuid5(_NAMESPACE, f"{input_id}\x1f{rule}"))
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    id: str
+    topic: str
+    key: str
+    value: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+_INSERT = text(
+    """
+    INSERT INTO outbox (id, topic, key, value, headers)
+    SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:topics AS text[]), CAST(:keys AS text[]),
+                         CAST(:values AS bytea[]), CAST(:headers AS jsonb[]))
+    ON CONFLICT (id) DO NOTHING
+    """
+)
+
+
+async def add(session: AsyncSession, messages: Sequence[OutboxMessage]) -> None:
+    """Queue `messages` for publication when the surrounding transaction commits."""
+    if not messages:
+        return
+    await session.execute(
+        _INSERT,
+        {
+            "ids": [m.id for m in messages],
+            "topics": [m.topic for m in messages],
+            "keys": [m.key for m in messages],
+            "values": [orjson.dumps(m.value) for m in messages],
+            "headers": [orjson.dumps({"id": m.id, **m.headers}).decode() for m in messages],
+        },
+    )
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows to Kafka, then deletes them. Run with `run()`; wake with `notify()`."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        producer: AIOKafkaProducer,
+        metrics: RuntimeMetrics,
+        *,
+        batch_size: int = 1000,
+        idle_interval: float = 0.5,
+        send_timeout: float = 30.0,
+    ) -> None:
+        self._engine = engine
+        self._producer = producer
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._idle_interval = idle_interval
+        self._send_timeout = send_timeout
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.healthy = True
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                sent = await self.relay_once()
+                self.healthy = True
+                backoff.reset()
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                self.healthy = False
+                delay = backoff.next()
+                log.warning("outbox relay failed; retrying", error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                continue
+            if sent:
+                continue
+            if self._stopping:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._idle_interval)
+            except TimeoutError:
+                pass
+
+    async def relay_once(self) -> int:
+        """Publish one batch; return how many rows were published (0 when idle or not the leader)."""
+        async with self._engine.begin() as conn:
+            leader = (
+                await conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _RELAY_LOCK})
+            ).scalar()
+            if not leader:
+                return 0
+            rows = (
+                await conn.execute(
+                    text("SELECT seq, topic, key, value, headers FROM outbox ORDER BY seq LIMIT :n"),
+                    {"n": self._batch_size},
+                )
+            ).all()
+            backlog = len(rows)
+            if rows:
+                futures = [
+                    await self._producer.send(
+                        r.topic,
+                        value=bytes(r.value),
+                        key=r.key.encode(),
+                        headers=[(k, str(v).encode()) for k, v in r.headers.items()],
+                    )
+                    for r in rows
+                ]
+                await asyncio.wait_for(asyncio.gather(*futures), self._send_timeout)
+                await conn.execute(
+                    text("DELETE FROM outbox WHERE seq = ANY(:seqs)"), {"seqs": [r.seq for r in rows]}
+                )
+                if backlog == self._batch_size:
+                    backlog = int((await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one())
+                else:
+                    backlog = 0
+            self._metrics.outbox_backlog.set(backlog)
+            return len(rows)
