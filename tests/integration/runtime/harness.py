@@ -23,7 +23,8 @@ from shared.runtime.runner import ConsumerRunner, Decoded, Message, RunnerSettin
 from shared.runtime.schema import RUNTIME_DDL
 
 COUNTER_DDL = (
-    "CREATE TABLE IF NOT EXISTS counters (user_id text PRIMARY KEY, total bigint NOT NULL, applied int NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS counters"
+    " (user_id text PRIMARY KEY, total bigint NOT NULL, applied int NOT NULL)",
     "CREATE TABLE IF NOT EXISTS fired (timer_key text, due_at timestamptz, PRIMARY KEY (timer_key, due_at))",
 )
 

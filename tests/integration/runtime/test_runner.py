@@ -98,7 +98,8 @@ async def test_each_message_applied_once_even_when_redelivered(
         assert await counters(svc.engine) == expected
     outputs = await read_all(stack.bootstrap, topics[OUT], expect=200)
     ids = [orjson.loads(r.value)["id"] for r in outputs]
-    assert len(ids) == 200 and len(set(ids)) == 200
+    assert len(ids) == 200
+    assert len(set(ids)) == 200
 
 
 async def _eq(coro: Any, expected: Any) -> bool:
@@ -194,6 +195,7 @@ async def test_two_timer_workers_fire_each_timer_once(stack: Stack, database: st
         fired = (await conn.execute(text("SELECT count(*) FROM fired"))).scalar_one()
         left = (await conn.execute(text("SELECT key FROM timers"))).scalars().all()
     await engine.dispose()
-    assert fired == 2000 and sum(h.fired for h in handlers) == 2000
+    assert fired == 2000
+    assert sum(h.fired for h in handlers) == 2000
     assert all(h.fired > 0 for h in handlers), "both workers should share the work"
     assert left == ["later"]
