@@ -1,0 +1,5 @@
+"""The segmenter's pure domain: user facts, lifecycle stages, segments and replay. No I/O.
+
+Entry points: `decide.apply_event`, `decide.apply_timer`, `merge.merge_alias`,
+`lifecycle.compute_stage`, `lifecycle.next_deadline`, `replay.replay`.
+"""

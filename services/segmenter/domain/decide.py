@@ -1,0 +1,176 @@
+"""The segmenter's decide functions: (state, input, config, now) → `Decision`. No I/O, no clock.
+
+Inputs are events (`apply_event`) and due idle timers (`apply_timer`). Both first apply the
+stage changes that time alone caused since the state was last evaluated (`state.as_of`), each at
+its exact deadline, then settle the stage and segments at `now`. The live service and `replay`
+call exactly these functions, so both produce the same stages and transitions.
+
+Output ids are uuid5 of the input and the rule: the input is the event's `messageId`, or for a
+change caused by time alone `timer:{user}:{deadline}` (`timer_input_id`), so redelivery and
+replay give the same ids.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Final
+
+from services.segmenter.config import SegmenterConfig
+from services.segmenter.domain.facts import record_event
+from services.segmenter.domain.lifecycle import compute_stage, next_deadline, refresh_derived
+from services.segmenter.domain.segments import evaluate, next_segment_check
+from services.segmenter.domain.state import UserState, day_date
+from shared.events import Event, format_ts
+
+ID_NAMESPACE: Final = uuid.UUID("16940c2b-b293-5355-8881-c15e9c63843a")
+"""uuid5(NAMESPACE_URL, "urn:userops:segmenter"): the namespace of every output id."""
+
+MAX_CATCH_UP: Final = 16
+"""Time-driven changes applied in one call; a stage can change by time alone at most 5 times."""
+
+
+@dataclass(frozen=True, slots=True)
+class StageChange:
+    """One stage history row; `event_id` is the id of the matching `stage_changed` event."""
+
+    user_id: str
+    from_stage: str | None
+    to_stage: str
+    reason: str
+    at: datetime
+    event_id: str
+
+
+@dataclass(slots=True)
+class Decision:
+    """What one input did. The adapter stores `state`, appends `history`, writes `events` to
+    the outbox (topic `userops.lifecycle.v1`, key `userId`), upserts `activity_day` into the
+    activity-days table and sets the user's timer to `next_timer_at` (None: no timer)."""
+
+    state: UserState
+    events: list[dict[str, Any]] = field(default_factory=list)
+    history: list[StageChange] = field(default_factory=list)
+    activity_day: date | None = None
+    next_timer_at: datetime | None = None
+
+
+def output_id(input_id: str, rule: str) -> str:
+    """The deterministic id of the output that `rule` produced for input `input_id`."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{input_id}|{rule}"))
+
+
+def timer_input_id(user_id: str, due_at: datetime) -> str:
+    """The input id of a time-driven change: the user and the exact instant it fell due."""
+    return f"timer:{user_id}:{due_at.isoformat(timespec='microseconds')}"
+
+
+def apply_event(state: UserState | None, event: Event, cfg: SegmenterConfig, now: datetime) -> Decision:
+    """Apply one event to its user's state (None for a user never seen).
+
+    `state` is updated in place and returned in the decision. The event's time is its
+    `timestamp`, clamped to `now` if it lies beyond `now + future_tolerance`. A late event
+    updates facts and counters; the stage is then recomputed from all facts, so arrival order
+    never decides it.
+    """
+    ts = event.timestamp
+    if ts > now + cfg.future_tolerance:
+        ts = now
+    if state is None:
+        state = UserState.new(event.user_id or event.anonymous_id or event.key, ts)
+    decision = Decision(state)
+    _catch_up(decision, cfg, now)
+    day = record_event(state, event, ts, cfg, now)
+    if day is not None:
+        decision.activity_day = day_date(day)
+    refresh_derived(state, cfg)
+    _settle(decision, cfg, now, event.message_id)
+    return decision
+
+
+def apply_timer(
+    state: UserState, cfg: SegmenterConfig, now: datetime, *, due_at: datetime | None = None
+) -> Decision:
+    """Apply a due timer: time-driven stage changes up to `now`, then segments at `now`.
+
+    `due_at` (the timer row's instant, default `now`) names the input of segment changes.
+    """
+    decision = Decision(state)
+    _catch_up(decision, cfg, now)
+    _settle(decision, cfg, now, timer_input_id(state.user_id, due_at or now))
+    return decision
+
+
+def _catch_up(decision: Decision, cfg: SegmenterConfig, until: datetime) -> None:
+    state = decision.state
+    at = state.as_of
+    if state.stage is None or at is None:
+        return
+    for _ in range(MAX_CATCH_UP):
+        deadline = next_deadline(state, cfg, at)
+        if deadline is None or deadline > until:
+            break
+        stage, reason = compute_stage(state, cfg, deadline)
+        _change_stage(decision, cfg, stage, reason, deadline, timer_input_id(state.user_id, deadline))
+        at = deadline
+    state.as_of = at
+
+
+def _settle(decision: Decision, cfg: SegmenterConfig, now: datetime, input_id: str) -> None:
+    state = decision.state
+    at = now if state.as_of is None or now > state.as_of else state.as_of  # never back in time
+    stage, reason = compute_stage(state, cfg, at)
+    _change_stage(decision, cfg, stage, reason, at, input_id)
+    state.as_of = at
+    membership = evaluate(state, cfg, at, stage)
+    state.rfm = membership.rfm
+    state.rfm_segment = membership.rfm_segment
+    if membership.segments != state.segments:
+        before, after = set(state.segments), set(membership.segments)
+        for name in sorted(after - before):
+            decision.events.append(_segment_event(state, cfg, "segment_entered", name, at, input_id))
+        for name in sorted(before - after):
+            decision.events.append(_segment_event(state, cfg, "segment_exited", name, at, input_id))
+        state.segments = membership.segments
+    nexts = [t for t in (next_deadline(state, cfg, at), next_segment_check(state, cfg, at)) if t]
+    decision.next_timer_at = min(nexts) if nexts else None
+
+
+def _change_stage(
+    decision: Decision, cfg: SegmenterConfig, stage: str, reason: str, at: datetime, input_id: str
+) -> None:
+    state = decision.state
+    if stage == state.stage:
+        return
+    event_id = output_id(input_id, f"stage:{state.stage}->{stage}")
+    decision.history.append(StageChange(state.user_id, state.stage, stage, reason, at, event_id))
+    decision.events.append(
+        {
+            "id": event_id,
+            "type": "stage_changed",
+            "userId": state.user_id,
+            "from": state.stage,
+            "to": stage,
+            "reason": reason,
+            "activated": state.activated_at is not None,
+            "at": format_ts(at),
+            "configVersion": cfg.version,
+        }
+    )
+    state.stage = stage
+    state.stage_since = at
+    state.stage_reason = reason
+
+
+def _segment_event(
+    state: UserState, cfg: SegmenterConfig, kind: str, name: str, at: datetime, input_id: str
+) -> dict[str, Any]:
+    return {
+        "id": output_id(input_id, f"{kind}:{name}"),
+        "type": kind,
+        "userId": state.user_id,
+        "segment": name,
+        "at": format_ts(at),
+        "configVersion": cfg.version,
+    }

@@ -1,0 +1,239 @@
+"""Recording what an event tells about a user, and merging two users' facts (alias).
+
+Facts are kept so that the lifecycle stage is a function of *which* events happened, not of the
+order they arrived in: minima/maxima, sorted sets, sums and activity runs all come out the same
+whatever the arrival order (bounded structures aside, see `MAX_RUNS` and the day windows).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import orjson
+
+from services.segmenter.config import SegmenterConfig
+from services.segmenter.domain.state import UserState, epoch_day
+from shared.events import Event
+
+MAX_RUNS: Final = 32
+"""Activity runs kept per user; older runs fold into `pruned_run_end` (one per comeback)."""
+
+_TRUE_FLAGS: Final = (True, "true", "True", 1)
+
+
+def is_activity(event: Event, cfg: SegmenterConfig) -> bool:
+    """Whether `event` counts as activity (DESIGN §4: track/page/screen not marked passive)."""
+    d = cfg.derived
+    if event.type not in d.activity_types:
+        return False
+    if event.type == "track" and event.event in d.passive_events:
+        return False
+    flag = cfg.activity.passive_property
+    return not (flag is not None and event.properties.get(flag) in _TRUE_FLAGS)
+
+
+def record_event(
+    state: UserState, event: Event, ts: datetime, cfg: SegmenterConfig, now: datetime
+) -> int | None:
+    """Add the facts of `event` (effective time `ts`) to `state`.
+
+    Returns the epoch day of the activity if the event is activity on a day `state` had not
+    recorded yet (the day analytics should count), else None.
+    """
+    if ts < state.first_seen:
+        state.first_seen = ts
+    if ts > state.last_seen:
+        state.last_seen = ts
+    if event.traits:
+        _record_traits(state, event.traits, ts)
+    tz = event.context.get("timezone")
+    if isinstance(tz, str) and tz and "timezone" not in event.traits:
+        _record_timezone(state, tz, ts)
+    new_day: int | None = None
+    if is_activity(event, cfg):
+        if state.last_activity_at is None or ts > state.last_activity_at:
+            state.last_activity_at = ts
+        state.pruned_run_end = insert_activity(
+            state.runs, state.pruned_run_end, ts, cfg.lifecycle.reactivation_gap
+        )
+        new_day = _record_day(state.activity_days, epoch_day(ts), epoch_day(now), cfg)
+    if event.type == "track" and event.event is not None:
+        _record_track(state, event.event, event.properties, ts, cfg, epoch_day(now))
+    return new_day
+
+
+def insert_activity(
+    runs: list[list[datetime]],
+    pruned_end: datetime | None,
+    ts: datetime,
+    gap: timedelta,
+    max_runs: int = MAX_RUNS,
+) -> datetime | None:
+    """Insert an activity instant into `runs` (in place); returns the new `pruned_end`.
+
+    Runs are maximal `[start, end]` spans whose consecutive activities are less than `gap` apart;
+    neighbouring runs are ≥ `gap` apart. The partition is unique for a set of instants, so any
+    insertion order gives the same runs. Runs beyond `max_runs` fold into `pruned_end`.
+    """
+    if pruned_end is not None and ts <= pruned_end:
+        return pruned_end  # inside history already folded away; it cannot bridge to kept runs
+    i = bisect_right(runs, ts, key=lambda r: r[0])
+    prev = runs[i - 1] if i > 0 else None
+    nxt = runs[i] if i < len(runs) else None
+    if prev is not None and ts <= prev[1]:
+        return pruned_end
+    join_next = nxt is not None and nxt[0] - ts < gap
+    if prev is None and pruned_end is not None and ts - pruned_end < gap:
+        if join_next and nxt is not None:
+            del runs[0]  # the first kept run now continues folded history
+            return nxt[1]
+        return ts
+    join_prev = prev is not None and ts - prev[1] < gap
+    if prev is not None and nxt is not None and join_prev and join_next:
+        prev[1] = nxt[1]
+        del runs[i]
+    elif prev is not None and join_prev:
+        prev[1] = ts
+    elif nxt is not None and join_next:
+        nxt[0] = ts
+    else:
+        runs.insert(i, [ts, ts])
+    while len(runs) > max_runs:
+        dropped = runs.pop(0)
+        pruned_end = dropped[1] if pruned_end is None else max(pruned_end, dropped[1])
+    return pruned_end
+
+
+def merge_runs(
+    runs: list[list[datetime]],
+    pruned_end: datetime | None,
+    gap: timedelta,
+    max_runs: int = MAX_RUNS,
+) -> tuple[list[list[datetime]], datetime | None]:
+    """The runs covering the union of several run lists (e.g. two profiles'), and `pruned_end`."""
+    out: list[list[datetime]] = []
+    for start, end in sorted(runs):
+        if pruned_end is not None and start - pruned_end < gap:
+            pruned_end = max(pruned_end, end)  # continues history already folded away
+        elif out and start - out[-1][1] < gap:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    while len(out) > max_runs:
+        pruned_end = out.pop(0)[1]
+    if pruned_end is not None:
+        out = [r for r in out if r[0] > pruned_end]
+    return out, pruned_end
+
+
+def _record_day(days: list[int], day: int, today: int, cfg: SegmenterConfig) -> int | None:
+    oldest = today - cfg.activity.keep_days + 1
+    i = bisect_left(days, day)
+    if i < len(days) and days[i] == day:
+        return None
+    if day >= oldest:
+        days.insert(i, day)
+        if days[0] < oldest:
+            del days[: bisect_left(days, oldest)]
+    return day
+
+
+def _record_track(
+    state: UserState,
+    name: str,
+    properties: dict[str, Any],
+    ts: datetime,
+    cfg: SegmenterConfig,
+    today: int,
+) -> None:
+    d = cfg.derived
+    if name == cfg.signup.event and (state.signup_event_at is None or ts < state.signup_event_at):
+        state.signup_event_at = ts
+    keep = d.activation_keep.get(name)
+    if keep is not None:
+        times = state.activation_times.setdefault(name, [])
+        if len(times) < keep or ts < times[-1]:
+            insort(times, ts)
+            del times[keep:]
+    window = d.counted_days.get(name)
+    if window is not None:
+        _count_day(state.event_days.setdefault(name, {}), epoch_day(ts), today - window + 1)
+    if name in d.not_done_events:
+        last = state.last_done.get(name)
+        if last is None or ts > last:
+            state.last_done[name] = ts
+    if name in d.revenue_events:
+        _record_order(state, _amount(properties.get(cfg.revenue.property)), ts, cfg, today)
+
+
+def _count_day(buckets: dict[int, int], day: int, oldest: int) -> None:
+    if day < oldest:
+        return
+    if day in buckets:
+        buckets[day] += 1
+        return
+    buckets[day] = 1
+    for stale in [k for k in buckets if k < oldest]:
+        del buckets[stale]
+
+
+def _record_order(state: UserState, amount: float, ts: datetime, cfg: SegmenterConfig, today: int) -> None:
+    state.orders += 1
+    state.revenue += amount
+    if state.last_order_at is None or ts > state.last_order_at:
+        state.last_order_at = ts
+    if state.first_order_at is None or ts < state.first_order_at:
+        state.first_order_at = ts
+    oldest = today - cfg.rfm.window.days + 1
+    day = epoch_day(ts)
+    if day < oldest:
+        return
+    bucket = state.order_days.get(day)
+    if bucket is None:
+        state.order_days[day] = [1.0, amount]
+        for stale in [k for k in state.order_days if k < oldest]:
+            del state.order_days[stale]
+    else:
+        bucket[0] += 1
+        bucket[1] += amount
+
+
+def _amount(value: Any) -> float:
+    """Revenue of an order: a number or numeric string; anything else counts the order at 0."""
+    if isinstance(value, bool):
+        return 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return 0.0
+    return 0.0
+
+
+def _wins(new: Any, new_at: datetime, old: Any, old_at: datetime | None) -> bool:
+    """Latest wins; a tie on time is broken by the value itself, so arrival order never matters."""
+    if old_at is None or new_at > old_at:
+        return True
+    if new_at < old_at:
+        return False
+    return orjson.dumps(new, option=orjson.OPT_SORT_KEYS) > orjson.dumps(old, option=orjson.OPT_SORT_KEYS)
+
+
+def _record_traits(state: UserState, traits: dict[str, Any], ts: datetime) -> None:
+    for name, value in traits.items():
+        if _wins(value, ts, state.traits.get(name), state.trait_at.get(name)):
+            state.traits[name] = value
+            state.trait_at[name] = ts
+    tz = traits.get("timezone")
+    if isinstance(tz, str) and tz:
+        _record_timezone(state, tz, ts)
+
+
+def _record_timezone(state: UserState, tz: str, ts: datetime) -> None:
+    if _wins(tz, ts, state.timezone, state.timezone_at):
+        state.timezone = tz
+        state.timezone_at = ts
