@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import typer
 
@@ -19,6 +20,11 @@ from scripts.stack.topics import ensure_topics
 app = typer.Typer(help="userops command line.", no_args_is_help=True, add_completion=False)
 dev = typer.Typer(help="The local stack: a real Kafka and PostgreSQL without Docker.", no_args_is_help=True)
 app.add_typer(dev, name="dev")
+db = typer.Typer(help="Service databases.", no_args_is_help=True)
+app.add_typer(db, name="db")
+
+# Services that own a database, with their migration histories.
+MIGRATED_SERVICES = ("segmenter",)
 
 
 def _fail(message: str) -> None:
@@ -64,6 +70,32 @@ def dev_status() -> None:
     typer.echo(f"postgres   {'running' if p.is_running() else 'stopped'}  127.0.0.1:{p.port}")
     run_pid = read_pid(settings.home / "run.pid")
     typer.echo(f"services   {f'running (pid {run_pid})' if run_pid else 'stopped'}")
+
+
+@db.command("upgrade")
+def db_upgrade(
+    service: str = typer.Argument(..., help=f"one of: {', '.join(MIGRATED_SERVICES)}"),
+    url: str | None = typer.Option(None, help="database URL (default: from USEROPS_* settings)"),
+) -> None:
+    """Run a service's migrations to the newest revision (services also do this at start)."""
+    from shared.config import BaseServiceSettings
+    from shared.runtime import migrations
+    from shared.runtime.db import create_engine
+
+    if service not in MIGRATED_SERVICES:
+        _fail(f"unknown service '{service}'; choose one of {', '.join(MIGRATED_SERVICES)}")
+    target = url or BaseServiceSettings().database_url(service)
+    location = Path(__file__).resolve().parents[1] / "services" / service / "migrations"
+
+    async def run() -> None:
+        engine = create_engine(target, pool_size=1)
+        try:
+            await migrations.upgrade(engine, location)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    typer.echo(f"{service}: migrated to head")
 
 
 def _service_commands(settings: StackSettings) -> dict[str, list[str]]:

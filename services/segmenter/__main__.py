@@ -1,0 +1,5 @@
+import sys
+
+from services.segmenter.main import main
+
+sys.exit(main())

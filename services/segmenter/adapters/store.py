@@ -1,0 +1,200 @@
+"""The segmenter's PostgreSQL repository. Set-based statements: one round trip per table per batch.
+
+It never commits; the runtime's unit of work (one transaction per batch) does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRow:
+    user_id: str
+    state_json: str
+    stage: str
+    activated: bool
+    first_seen: datetime
+    last_activity_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    event_id: str
+    user_id: str
+    from_stage: str | None
+    to_stage: str
+    reason: str
+    at: datetime
+
+
+async def resolve_identities(session: AsyncSession, anonymous_ids: Iterable[str]) -> dict[str, str]:
+    ids = list(set(anonymous_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        text("SELECT anonymous_id, user_id FROM identities WHERE anonymous_id = ANY(:ids)"), {"ids": ids}
+    )
+    return {r.anonymous_id: r.user_id for r in rows}
+
+
+async def link_identity(session: AsyncSession, anonymous_id: str, user_id: str) -> None:
+    """Record that `anonymous_id` belongs to `user_id`; the first link of an id wins."""
+    await session.execute(
+        text("INSERT INTO identities (anonymous_id, user_id) VALUES (:a, :u) ON CONFLICT DO NOTHING"),
+        {"a": anonymous_id, "u": user_id},
+    )
+
+
+async def lock_profiles(
+    session: AsyncSession, user_ids: Iterable[str], now: datetime, *, skip_locked: bool = False
+) -> tuple[dict[str, dict[str, Any] | None], set[str]]:
+    """Lock the users' rows in user-id order; return (states, ids of rows created just now).
+
+    A state is None for a user never seen (a placeholder row is created to hold the lock; the
+    caller deletes placeholders it did not fill, see `drop_placeholders`). With `skip_locked`
+    nothing is created and users whose row another transaction holds are left out: the timer
+    path uses this, so it never waits on an event batch and the two can never deadlock.
+    """
+    ids = sorted(set(user_ids))
+    if not ids:
+        return {}, set()
+    created: set[str] = set()
+    if not skip_locked:
+        result = await session.execute(
+            text(
+                "INSERT INTO profiles (user_id, state, stage, first_seen) "
+                "SELECT u, '{}'::jsonb, 'new', :now FROM unnest(CAST(:ids AS text[])) AS u "
+                "ON CONFLICT (user_id) DO NOTHING RETURNING user_id"
+            ),
+            {"ids": ids, "now": now},
+        )
+        created = {r[0] for r in result}
+    rows = await session.execute(
+        text(
+            "SELECT user_id, state, merged_into FROM profiles WHERE user_id = ANY(:ids) "
+            "ORDER BY user_id FOR UPDATE" + (" SKIP LOCKED" if skip_locked else "")
+        ),
+        {"ids": ids},
+    )
+    return {r.user_id: (r.state or None) if r.merged_into is None else None for r in rows}, created
+
+
+async def drop_placeholders(session: AsyncSession, user_ids: Iterable[str]) -> None:
+    ids = list(user_ids)
+    if ids:
+        await session.execute(text("DELETE FROM profiles WHERE user_id = ANY(:ids)"), {"ids": ids})
+
+
+async def save_profiles(session: AsyncSession, rows: Sequence[ProfileRow]) -> None:
+    if not rows:
+        return
+    await session.execute(
+        text(
+            """
+            UPDATE profiles p SET state = u.state, stage = u.stage, activated = u.activated,
+                   first_seen = u.first_seen, last_activity_at = u.last_activity_at, updated_at = now()
+            FROM unnest(CAST(:ids AS text[]), CAST(:states AS jsonb[]), CAST(:stages AS text[]),
+                        CAST(:activated AS boolean[]), CAST(:first AS timestamptz[]),
+                        CAST(:last AS timestamptz[]))
+                 AS u(user_id, state, stage, activated, first_seen, last_activity_at)
+            WHERE p.user_id = u.user_id
+            """
+        ),
+        {
+            "ids": [r.user_id for r in rows],
+            "states": [r.state_json for r in rows],
+            "stages": [r.stage for r in rows],
+            "activated": [r.activated for r in rows],
+            "first": [r.first_seen for r in rows],
+            "last": [r.last_activity_at for r in rows],
+        },
+    )
+
+
+async def mark_merged(session: AsyncSession, anonymous_id: str, user_id: str) -> None:
+    """An anonymous profile folded into a user's: kept for audit, hidden from populations."""
+    await session.execute(
+        text("UPDATE profiles SET merged_into = :u, state = '{}'::jsonb WHERE user_id = :a"),
+        {"a": anonymous_id, "u": user_id},
+    )
+    await session.execute(
+        text("UPDATE stage_history SET user_id = :u WHERE user_id = :a"), {"a": anonymous_id, "u": user_id}
+    )
+    await session.execute(
+        text(
+            "INSERT INTO activity_days (user_id, day) SELECT :u, day FROM activity_days WHERE user_id = :a "
+            "ON CONFLICT DO NOTHING"
+        ),
+        {"a": anonymous_id, "u": user_id},
+    )
+    await session.execute(text("DELETE FROM activity_days WHERE user_id = :a"), {"a": anonymous_id})
+    await session.execute(text("DELETE FROM segment_members WHERE user_id = :a"), {"a": anonymous_id})
+
+
+async def add_history(session: AsyncSession, rows: Sequence[HistoryRow]) -> None:
+    if not rows:
+        return
+    await session.execute(
+        text(
+            """
+            INSERT INTO stage_history (event_id, user_id, from_stage, to_stage, reason, at)
+            SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:users AS text[]), CAST(:froms AS text[]),
+                                 CAST(:tos AS text[]), CAST(:reasons AS text[]), CAST(:ats AS timestamptz[]))
+            ON CONFLICT (event_id) DO NOTHING
+            """
+        ),
+        {
+            "ids": [r.event_id for r in rows],
+            "users": [r.user_id for r in rows],
+            "froms": [r.from_stage for r in rows],
+            "tos": [r.to_stage for r in rows],
+            "reasons": [r.reason for r in rows],
+            "ats": [r.at for r in rows],
+        },
+    )
+
+
+async def add_activity_days(session: AsyncSession, days: Sequence[tuple[str, date]]) -> None:
+    if not days:
+        return
+    await session.execute(
+        text(
+            "INSERT INTO activity_days (user_id, day) "
+            "SELECT * FROM unnest(CAST(:users AS text[]), CAST(:days AS date[])) ON CONFLICT DO NOTHING"
+        ),
+        {"users": [u for u, _ in days], "days": [d for _, d in days]},
+    )
+
+
+async def set_segments(
+    session: AsyncSession, entered: Sequence[tuple[str, str, datetime]], exited: Sequence[tuple[str, str]]
+) -> None:
+    """Apply segment membership changes: `entered` (user, segment, since), `exited` (user, segment)."""
+    if exited:
+        await session.execute(
+            text(
+                "DELETE FROM segment_members m USING unnest(CAST(:users AS text[]), CAST(:segs AS text[])) "
+                "AS x(user_id, segment) WHERE m.user_id = x.user_id AND m.segment = x.segment"
+            ),
+            {"users": [u for u, _ in exited], "segs": [s for _, s in exited]},
+        )
+    if entered:
+        await session.execute(
+            text(
+                "INSERT INTO segment_members (user_id, segment, since) "
+                "SELECT * FROM unnest(CAST(:users AS text[]), CAST(:segs AS text[]), "
+                "CAST(:since AS timestamptz[])) ON CONFLICT DO NOTHING"
+            ),
+            {
+                "users": [u for u, _, _ in entered],
+                "segs": [s for _, s, _ in entered],
+                "since": [t for _, _, t in entered],
+            },
+        )

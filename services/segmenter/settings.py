@@ -1,0 +1,34 @@
+"""The segmenter's environment settings (`USEROPS_*`); rules live in config/segmenter.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from shared import topics
+from shared.config import BaseServiceSettings
+
+
+class SegmenterSettings(BaseServiceSettings):
+    segmenter_host: str = "127.0.0.1"
+    segmenter_port: int = 8001
+    segmenter_config: Path | None = None  # default: <config_dir>/segmenter.yaml
+    segmenter_database: str = "segmenter"
+    segmenter_database_url: str | None = None  # overrides host/port/database when set
+    segmenter_group: str = "segmenter"
+    segmenter_max_batch: int = Field(default=1000, ge=1, le=10_000)
+    segmenter_timer_batch: int = Field(default=2000, ge=1, le=20_000)
+    segmenter_timer_workers: int = Field(default=2, ge=1, le=16)
+    admin_token: SecretStr
+    events_topic: str = topics.EVENTS
+    lifecycle_topic: str = topics.LIFECYCLE
+    deadletter_topic: str = topics.DEADLETTER
+
+    @property
+    def config_path(self) -> Path:
+        return self.segmenter_config or self.config_dir / "segmenter.yaml"
+
+    @property
+    def db_url(self) -> str:
+        return self.segmenter_database_url or self.database_url(self.segmenter_database)
