@@ -1,7 +1,7 @@
 """The segmenter's rules (`config/segmenter.yaml`) as typed, validated, frozen models.
 
 Load with `load_config(path)` (or `shared.config.load_yaml(path, SegmenterConfig)`, which leaves
-`version` at "dev"). Every model rejects unknown fields; a bad file raises `ConfigError` naming the
+`version` at "dev" unless the context holds one). Every model rejects unknown fields; a bad file raises `ConfigError` naming the
 file, the path of the field (e.g. `segments[2].rule.all[1].op`) and the problem. Defaults follow
 DESIGN.md §4 and REFERENCE.md, so `SegmenterConfig()` is the documented default configuration.
 """
@@ -11,10 +11,17 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, ModelWrapValidatorHandler, ValidationError, model_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from services.segmenter.domain.conditions import (
     AllOf,
@@ -23,10 +30,12 @@ from services.segmenter.domain.conditions import (
     EventCountCondition,
     FieldCondition,
     NotDoneCondition,
+    NotOf,
     referenced,
     without_condition_tags,
 )
 from services.segmenter.domain.duration import DAY, DayWindow, Duration
+from services.segmenter.domain.predicates import Predicate, compile_condition
 from shared.config import StrictModel, config_version, load_yaml
 
 SegmentName = str
@@ -176,15 +185,15 @@ class CoreConfig(StrictModel):
 
 @dataclass(frozen=True, slots=True)
 class Derived:
-    """Lookups computed once from the rules, so per-event work is dictionary hits."""
+    """Lookups and compiled rules computed once from the config, so per-event work is cheap."""
 
     activity_types: frozenset[str]
     passive_events: frozenset[str]
     revenue_events: frozenset[str]
     activation_keep: dict[str, int]
-    """Activation event name → how many of its earliest timestamps the rules can look at."""
+    """Activation event name -> how many of its earliest timestamps the rules can look at."""
     counted_days: dict[str, int]
-    """Event name → the longest rolling window (days) any condition counts it over."""
+    """Event name -> the longest rolling window (days) any condition counts it over."""
     counted_windows: tuple[tuple[str, int], ...]
     """Every distinct (event, window days) a condition counts."""
     not_done: tuple[tuple[str, timedelta], ...]
@@ -192,10 +201,22 @@ class Derived:
     not_done_events: frozenset[str]
     age_thresholds: tuple[tuple[str, timedelta], ...]
     """(field, duration) of every age comparison, for the instants segments may change."""
+    segment_rules: tuple[tuple[str, Predicate], ...]
+    rfm_rules: tuple[tuple[str, Predicate], ...]
+    rfm_rules_scores_only: bool
+    """Whether the RFM segment rules look at nothing but r, f and m."""
+    recency_lenient: tuple[timedelta, ...]
+    """RFM breakpoints moved by the hysteresis margin: a score drops only past these."""
+    frequency_lenient: tuple[float, ...]
+    monetary_lenient: tuple[float, ...]
 
 
 class SegmenterConfig(StrictModel):
-    """The whole segmenter rule set; `version` is stamped on every output event."""
+    """The whole segmenter rule set; `version` is stamped on every output event.
+
+    Build it by validation (`load_config`, `model_validate`), not `model_copy(update=...)`:
+    `derived` is computed once per instance and a copy would keep the original's.
+    """
 
     version: str = "dev"
     future_tolerance: Duration = timedelta(minutes=5)
@@ -210,7 +231,11 @@ class SegmenterConfig(StrictModel):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _readable_paths(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+    def _readable_paths(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Self], info: ValidationInfo
+    ) -> Self:
+        if isinstance(data, dict) and info.context and "version" in info.context:
+            data = {**data, "version": info.context["version"]}
         try:
             return handler(data)
         except ValidationError as exc:
@@ -230,43 +255,53 @@ class SegmenterConfig(StrictModel):
             raise ValueError("activity.keep_days must cover core.window")
         return self
 
-    def model_post_init(self, context: Any, /) -> None:
-        nodes = [n for s in (*self.segments, *self.rfm.segments) for n in referenced(s.rule)]
-        windows = sorted({(n.event, n.within // DAY) for n in nodes if isinstance(n, EventCountCondition)})
-        counted: dict[str, int] = {}
-        for event, days in windows:
-            counted[event] = max(days, counted.get(event, 0))
-        not_done = sorted({(n.not_done, n.within) for n in nodes if isinstance(n, NotDoneCondition)})
-        activation: dict[str, int] = {}
-        for rule in self.activation.any_of:
-            activation[rule.event] = max(rule.count, activation.get(rule.event, 0))
-        self._derived = Derived(
-            activity_types=frozenset(self.activity.types),
-            passive_events=frozenset(self.activity.passive_events),
-            revenue_events=frozenset(self.revenue.events),
-            activation_keep=activation,
-            counted_days=counted,
-            counted_windows=tuple(windows),
-            not_done=tuple(not_done),
-            not_done_events=frozenset(event for event, _ in not_done),
-            age_thresholds=tuple(
-                (n.field, n.value)
-                for n in nodes
-                if isinstance(n, FieldCondition) and isinstance(n.value, timedelta)
-            ),
-        )
-
-    @property
+    @cached_property
     def derived(self) -> Derived:
-        return self._derived
+        return _derive(self)
 
-    _derived: Derived
+
+def _derive(cfg: SegmenterConfig) -> Derived:
+    nodes = [n for s in (*cfg.segments, *cfg.rfm.segments) for n in referenced(s.rule)]
+    windows = sorted({(n.event, n.within // DAY) for n in nodes if isinstance(n, EventCountCondition)})
+    counted: dict[str, int] = {}
+    for event, days in windows:
+        counted[event] = max(days, counted.get(event, 0))
+    not_done = sorted({(n.not_done, n.within) for n in nodes if isinstance(n, NotDoneCondition)})
+    activation: dict[str, int] = {}
+    for rule in cfg.activation.any_of:
+        activation[rule.event] = max(rule.count, activation.get(rule.event, 0))
+    h = cfg.rfm.hysteresis
+    return Derived(
+        activity_types=frozenset(cfg.activity.types),
+        passive_events=frozenset(cfg.activity.passive_events),
+        revenue_events=frozenset(cfg.revenue.events),
+        activation_keep=activation,
+        counted_days=counted,
+        counted_windows=tuple(windows),
+        not_done=tuple(not_done),
+        not_done_events=frozenset(event for event, _ in not_done),
+        age_thresholds=tuple(
+            (n.field, n.value)
+            for n in nodes
+            if isinstance(n, FieldCondition) and isinstance(n.value, timedelta)
+        ),
+        segment_rules=tuple((s.name, compile_condition(s.rule)) for s in cfg.segments),
+        rfm_rules=tuple((s.name, compile_condition(s.rule)) for s in cfg.rfm.segments),
+        rfm_rules_scores_only=all(
+            isinstance(n, (AllOf, AnyOf, NotOf))
+            or (isinstance(n, FieldCondition) and n.field in ("r", "f", "m"))
+            for s in cfg.rfm.segments
+            for n in referenced(s.rule)
+        ),
+        recency_lenient=tuple(b * (1 + h) for b in cfg.rfm.recency),
+        frequency_lenient=tuple(b * (1 - h) for b in cfg.rfm.frequency),
+        monetary_lenient=tuple(b * (1 - h) for b in cfg.rfm.monetary),
+    )
 
 
 def load_config(path: Path) -> SegmenterConfig:
     """Load and validate `path`; `version` becomes the file's content hash."""
-    cfg = load_yaml(path, SegmenterConfig)
-    return cfg.model_copy(update={"version": config_version(path)})
+    return load_yaml(path, SegmenterConfig, context={"version": config_version(path)})
 
 
 __all__ = [

@@ -19,7 +19,12 @@ from typing import Any, Final
 
 from services.segmenter.config import SegmenterConfig
 from services.segmenter.domain.facts import record_event
-from services.segmenter.domain.lifecycle import compute_stage, next_deadline, refresh_derived
+from services.segmenter.domain.lifecycle import (
+    compute_stage,
+    next_deadline,
+    refresh_derived,
+    stage_at,
+)
 from services.segmenter.domain.segments import evaluate, next_segment_check
 from services.segmenter.domain.state import UserState, day_date
 from shared.events import Event, format_ts
@@ -120,8 +125,9 @@ def _catch_up(decision: Decision, cfg: SegmenterConfig, until: datetime) -> None
 def _settle(decision: Decision, cfg: SegmenterConfig, now: datetime, input_id: str) -> None:
     state = decision.state
     at = now if state.as_of is None or now > state.as_of else state.as_of  # never back in time
-    stage, reason = compute_stage(state, cfg, at)
-    _change_stage(decision, cfg, stage, reason, at, input_id)
+    stage = stage_at(state, cfg, at)
+    if stage != state.stage:  # the reason is worded only when it is needed
+        _change_stage(decision, cfg, stage, compute_stage(state, cfg, at)[1], at, input_id)
     state.as_of = at
     membership = evaluate(state, cfg, at, stage)
     state.rfm = membership.rfm
@@ -133,8 +139,11 @@ def _settle(decision: Decision, cfg: SegmenterConfig, now: datetime, input_id: s
         for name in sorted(before - after):
             decision.events.append(_segment_event(state, cfg, "segment_exited", name, at, input_id))
         state.segments = membership.segments
-    nexts = [t for t in (next_deadline(state, cfg, at), next_segment_check(state, cfg, at)) if t]
-    decision.next_timer_at = min(nexts) if nexts else None
+    deadline = next_deadline(state, cfg, at, stage)
+    check = next_segment_check(state, cfg, at)
+    if deadline is None or (check is not None and check < deadline):
+        deadline = check
+    decision.next_timer_at = deadline
 
 
 def _change_stage(

@@ -143,13 +143,17 @@ def compute_stage(state: UserState, cfg: SegmenterConfig, now: datetime) -> tupl
     return stage, f"idle < {format_duration(lc.at_risk_after)}"
 
 
-def next_deadline(state: UserState, cfg: SegmenterConfig, now: datetime) -> datetime | None:
+def next_deadline(
+    state: UserState, cfg: SegmenterConfig, now: datetime, current: str | None = None
+) -> datetime | None:
     """The first instant after `now` at which the stage changes if no new facts arrive, or None.
 
     Exact: the stage just before the returned instant is the stage at `now`, and at it differs.
+    `current`, if given, must be the stage at `now` (it saves computing it again).
     """
     lc = cfg.lifecycle
-    current = _stage(state, cfg, now)[0]
+    if current is None:
+        current = _stage(state, cfg, now)[0]
     idle_since = _idle_since(state)
     candidates = [
         idle_since + lc.at_risk_after,

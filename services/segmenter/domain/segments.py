@@ -8,23 +8,14 @@ at a boundary do not flap. Custom segments are plain functions of facts, stage a
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from services.segmenter.config import RfmConfig, SegmenterConfig
-from services.segmenter.domain.conditions import (
-    AllOf,
-    AnyOf,
-    Condition,
-    EventCountCondition,
-    FieldCondition,
-    NotOf,
-    TraitCondition,
-)
+from services.segmenter.config import SegmenterConfig
+from services.segmenter.domain.predicates import SegmentFacts
 from services.segmenter.domain.state import UserState, day_start, epoch_day
-
-_MISSING: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,27 +29,32 @@ class Membership:
     core: bool
 
 
-def _score(value: float, breakpoints: list[float]) -> int:
-    return 1 + sum(1 for b in breakpoints if value >= b)
+def _score(value: Any, breakpoints: Sequence[Any]) -> int:
+    """1 + how many (ascending) breakpoints `value` reaches."""
+    score = 1
+    for b in breakpoints:
+        if value < b:
+            break
+        score += 1
+    return score
 
 
-def _settle(strict: int, lenient: int, previous: int | None) -> int:
+def _settle(strict: int, lenient: int, previous: int) -> int:
     """Take a better score at once; a worse one only when even the lenient score is worse."""
-    if previous is None or strict > previous:
+    if strict > previous:
         return strict
     return lenient if lenient < previous else previous
 
 
 def rfm_scores(
-    state: UserState, rc: RfmConfig, now: datetime, previous: list[int] | None
+    state: UserState, cfg: SegmenterConfig, now: datetime, previous: list[int] | None
 ) -> list[int] | None:
     """[r, f, m] scores 1-5 with hysteresis against `previous`; None for users without orders."""
+    rc = cfg.rfm
     if not rc.enabled or state.last_order_at is None:
         return None
-    h = rc.hysteresis
-    recency = max(now - state.last_order_at, timedelta(0))
-    r_strict = 5 - sum(1 for b in rc.recency if recency >= b)
-    r_lenient = 5 - sum(1 for b in rc.recency if recency >= b * (1 + h))
+    d = cfg.derived
+    recency = now - state.last_order_at
     oldest = epoch_day(now) - rc.window.days + 1
     orders = 0.0
     revenue = 0.0
@@ -66,15 +62,14 @@ def rfm_scores(
         if day >= oldest:
             orders += count
             revenue += amount
-    f_strict = _score(orders, rc.frequency)
-    f_lenient = _score(orders, [b * (1 - h) for b in rc.frequency])
-    m_strict = _score(revenue, rc.monetary)
-    m_lenient = _score(revenue, [b * (1 - h) for b in rc.monetary])
-    prev = previous if previous is not None else [None, None, None]
+    r_strict = 6 - _score(recency, rc.recency)
+    r_lenient = 6 - _score(recency, d.recency_lenient)
+    if previous is None:
+        return [r_strict, _score(orders, rc.frequency), _score(revenue, rc.monetary)]
     return [
-        _settle(r_strict, r_lenient, prev[0]),
-        _settle(f_strict, f_lenient, prev[1]),
-        _settle(m_strict, m_lenient, prev[2]),
+        _settle(r_strict, r_lenient, previous[0]),
+        _settle(_score(orders, rc.frequency), _score(orders, d.frequency_lenient), previous[1]),
+        _settle(_score(revenue, rc.monetary), _score(revenue, d.monetary_lenient), previous[2]),
     ]
 
 
@@ -92,101 +87,20 @@ def is_core(state: UserState, cfg: SegmenterConfig, now: datetime, was_core: boo
     return active >= (cfg.core.stay_days if was_core else cfg.core.enter_days)
 
 
-@dataclass(slots=True)
-class _Facts:
-    state: UserState
-    now: datetime
-    today: int
-    stage: str
-    core: bool
-    rfm: list[int] | None
-    rfm_segment: str | None
-
-
-def _profile_value(name: str, f: _Facts) -> Any:
-    s = f.state
-    if name == "stage":
-        return f.stage
-    if name == "activated":
-        return s.activated_at is not None
-    if name == "core":
-        return f.core
-    if name == "first_seen_age":
-        return f.now - s.first_seen
-    if name == "signup_age":
-        return f.now - (s.signup_at or s.first_seen)
-    if name == "idle":
-        return f.now - (s.last_activity_at or s.first_seen)
-    if name == "revenue":
-        return s.revenue
-    if name == "orders":
-        return s.orders
-    if name in ("r", "f", "m"):
-        return None if f.rfm is None else f.rfm[("r", "f", "m").index(name)]
-    if name == "rfm_segment":
-        return f.rfm_segment
-    return s.timezone  # "timezone": the only other field the config admits
-
-
-def _compare(actual: Any, op: str, expected: Any) -> bool:
-    if op == "exists":
-        return (actual is not _MISSING and actual is not None) == bool(expected)
-    if actual is _MISSING or actual is None:
-        return op == "ne"
-    try:
-        if op == "eq":
-            return bool(actual == expected)
-        if op == "ne":
-            return bool(actual != expected)
-        if op == "gt":
-            return bool(actual > expected)
-        if op == "gte":
-            return bool(actual >= expected)
-        if op == "lt":
-            return bool(actual < expected)
-        if op == "lte":
-            return bool(actual <= expected)
-        if op == "in":
-            return actual in expected
-        if isinstance(actual, str):  # contains
-            return isinstance(expected, str) and expected in actual
-        return isinstance(actual, (list, tuple)) and expected in actual
-    except TypeError:
-        return False  # incomparable types (e.g. a text trait against a number)
-
-
-def holds(node: Condition, f: _Facts) -> bool:
-    """Evaluate a condition tree against one user's facts."""
-    if isinstance(node, AllOf):
-        return all(holds(c, f) for c in node.all)
-    if isinstance(node, AnyOf):
-        return any(holds(c, f) for c in node.any)
-    if isinstance(node, NotOf):
-        return not holds(node.not_, f)
-    if isinstance(node, FieldCondition):
-        return _compare(_profile_value(node.field, f), node.op, node.value)
-    if isinstance(node, TraitCondition):
-        return _compare(f.state.traits.get(node.trait, _MISSING), node.op, node.value)
-    if isinstance(node, EventCountCondition):
-        oldest = f.today - node.within.days + 1
-        days = f.state.event_days.get(node.event)
-        count = sum(n for d, n in days.items() if d >= oldest) if days else 0
-        return _compare(count, node.op, node.count)
-    last = f.state.last_done.get(node.not_done)
-    return last is None or f.now - last >= node.within
-
-
 def evaluate(state: UserState, cfg: SegmenterConfig, now: datetime, stage: str) -> Membership:
     """Every segment decision at `now`, given the stage at `now` and the previous decisions."""
-    rfm = rfm_scores(state, cfg.rfm, now, state.rfm)
+    d = cfg.derived
+    rfm = rfm_scores(state, cfg, now, state.rfm)
     core = is_core(state, cfg, now, cfg.core.name in state.segments)
-    facts = _Facts(state, now, epoch_day(now), stage, core, rfm, None)
-    if rfm is not None:
-        for named in cfg.rfm.segments:
-            if holds(named.rule, facts):
-                facts.rfm_segment = named.name
+    facts = SegmentFacts(state, now, epoch_day(now), stage, core, rfm, None)
+    if rfm is not None and d.rfm_rules_scores_only and rfm == state.rfm:
+        facts.rfm_segment = state.rfm_segment  # same scores, same first match
+    elif rfm is not None:
+        for name, rule in d.rfm_rules:
+            if rule(facts):
+                facts.rfm_segment = name
                 break
-    names = [s.name for s in cfg.segments if holds(s.rule, facts)]
+    names = [name for name, rule in d.segment_rules if rule(facts)]
     if facts.rfm_segment is not None:
         names.append(facts.rfm_segment)
     if core:
@@ -205,11 +119,9 @@ def next_segment_check(state: UserState, cfg: SegmenterConfig, now: datetime) ->
     today = epoch_day(now)
     candidates: list[datetime] = []
     for event, window in d.counted_windows:
-        counts = state.event_days.get(event)
-        if counts:
-            inside = [day for day in counts if day > today - window]
-            if inside:
-                candidates.append(day_start(min(inside) + window))
+        first = _first_day_after(state.event_days.get(event), today - window)
+        if first is not None:
+            candidates.append(day_start(first + window))
     for event, within in d.not_done:
         last = state.last_done.get(event)
         if last is not None:
@@ -221,17 +133,32 @@ def next_segment_check(state: UserState, cfg: SegmenterConfig, now: datetime) ->
             candidates.append((state.signup_at or state.first_seen) + age)
         else:
             candidates.append((state.last_activity_at or state.first_seen) + age)
-    if cfg.rfm.enabled and state.last_order_at is not None:
-        rc = cfg.rfm
-        candidates += [state.last_order_at + b for b in rc.recency]
-        candidates += [state.last_order_at + b * (1 + rc.hysteresis) for b in rc.recency]
-        inside = [day for day in state.order_days if day > today - rc.window.days]
-        if inside:
-            candidates.append(day_start(min(inside) + rc.window.days))
+    last_order = state.last_order_at
+    if cfg.rfm.enabled and last_order is not None:
+        for breakpoints in (cfg.rfm.recency, d.recency_lenient):
+            for b in breakpoints:
+                if last_order + b > now:
+                    candidates.append(last_order + b)
+                    break
+        window = cfg.rfm.window.days
+        first = _first_day_after(state.order_days, today - window)
+        if first is not None:
+            candidates.append(day_start(first + window))
     if cfg.core.enabled and cfg.core.name in state.segments:
         active = core_days(state, cfg, now)
         leaving = len(active) - cfg.core.stay_days + 1  # days that must leave to drop below stay
         if 0 < leaving <= len(active):
             candidates.append(day_start(active[leaving - 1] + cfg.core.window.days))
-    future = [c for c in candidates if c > now]
-    return min(future) if future else None
+    best: datetime | None = None
+    for c in candidates:
+        if c > now and (best is None or c < best):
+            best = c
+    return best
+
+
+def _first_day_after(days: Iterable[int] | None, after: int) -> int | None:
+    first: int | None = None
+    for day in days or ():
+        if day > after and (first is None or day < first):
+            first = day
+    return first

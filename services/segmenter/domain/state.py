@@ -10,14 +10,16 @@ Days are UTC "epoch days" (`date.toordinal() - EPOCH_ORDINAL`), the keys of ever
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import orjson
 
 JSON_VERSION: Final = 1
 EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def epoch_day(ts: datetime) -> int:
@@ -31,8 +33,7 @@ def day_date(day: int) -> date:
 
 def day_start(day: int) -> datetime:
     """Midnight UTC at the start of an epoch day."""
-    d = day_date(day)
-    return datetime(d.year, d.month, d.day, tzinfo=UTC)
+    return EPOCH + timedelta(days=day)
 
 
 @dataclass(slots=True)
@@ -92,8 +93,39 @@ class UserState:
         return self.activated_at is not None
 
     def copy(self) -> UserState:
-        """An independent copy (containers copied one level deeper than they nest)."""
-        return UserState.from_dict(self.to_dict())
+        """An independent deep copy."""
+        return UserState(
+            user_id=self.user_id,
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
+            aliases=list(self.aliases),
+            signup_event_at=self.signup_event_at,
+            last_activity_at=self.last_activity_at,
+            runs=[list(r) for r in self.runs],
+            pruned_run_end=self.pruned_run_end,
+            activation_times={k: list(v) for k, v in self.activation_times.items()},
+            traits=deepcopy(self.traits),
+            trait_at=dict(self.trait_at),
+            timezone=self.timezone,
+            timezone_at=self.timezone_at,
+            activity_days=list(self.activity_days),
+            event_days={k: dict(v) for k, v in self.event_days.items()},
+            last_done=dict(self.last_done),
+            revenue=self.revenue,
+            orders=self.orders,
+            first_order_at=self.first_order_at,
+            last_order_at=self.last_order_at,
+            order_days={k: list(v) for k, v in self.order_days.items()},
+            signup_at=self.signup_at,
+            activated_at=self.activated_at,
+            stage=self.stage,
+            stage_since=self.stage_since,
+            stage_reason=self.stage_reason,
+            as_of=self.as_of,
+            segments=list(self.segments),
+            rfm=None if self.rfm is None else list(self.rfm),
+            rfm_segment=self.rfm_segment,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form (datetimes stay datetimes; orjson writes them as ISO-8601)."""
@@ -141,49 +173,43 @@ class UserState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> UserState:
-        """Inverse of `to_dict`; also accepts its JSON-decoded form (ISO strings, str keys)."""
+        """The state from the JSON-decoded form of `to_dict` (takes ownership of `d`'s parts)."""
         if d.get("v") != JSON_VERSION:
             raise ValueError(f"unsupported user state version {d.get('v')!r}")
+        iso = datetime.fromisoformat  # every stored instant carries its UTC offset
         return cls(
             user_id=d["userId"],
-            aliases=list(d["aliases"]),
-            first_seen=_ts(d["firstSeen"]),
-            last_seen=_ts(d["lastSeen"]),
+            aliases=d["aliases"],
+            first_seen=iso(d["firstSeen"]),
+            last_seen=iso(d["lastSeen"]),
             signup_event_at=_opt_ts(d["signupEventAt"]),
             last_activity_at=_opt_ts(d["lastActivityAt"]),
-            runs=[[_ts(s), _ts(e)] for s, e in d["runs"]],
+            runs=[[iso(s), iso(e)] for s, e in d["runs"]],
             pruned_run_end=_opt_ts(d["prunedRunEnd"]),
-            activation_times={k: [_ts(t) for t in v] for k, v in d["activationTimes"].items()},
-            traits=dict(d["traits"]),
-            trait_at={k: _ts(v) for k, v in d["traitAt"].items()},
+            activation_times={k: [iso(t) for t in v] for k, v in d["activationTimes"].items()},
+            traits=d["traits"],
+            trait_at={k: iso(v) for k, v in d["traitAt"].items()},
             timezone=d["timezone"],
             timezone_at=_opt_ts(d["timezoneAt"]),
-            activity_days=[int(x) for x in d["activityDays"]],
-            event_days={k: {int(day): int(n) for day, n in v.items()} for k, v in d["eventDays"].items()},
-            last_done={k: _ts(v) for k, v in d["lastDone"].items()},
-            revenue=float(d["revenue"]),
-            orders=int(d["orders"]),
+            activity_days=d["activityDays"],
+            event_days={k: {int(day): n for day, n in v.items()} for k, v in d["eventDays"].items()},
+            last_done={k: iso(v) for k, v in d["lastDone"].items()},
+            revenue=d["revenue"],
+            orders=d["orders"],
             first_order_at=_opt_ts(d["firstOrderAt"]),
             last_order_at=_opt_ts(d["lastOrderAt"]),
-            order_days={int(k): [float(x) for x in v] for k, v in d["orderDays"].items()},
+            order_days={int(k): v for k, v in d["orderDays"].items()},
             signup_at=_opt_ts(d["signupAt"]),
             activated_at=_opt_ts(d["activatedAt"]),
             stage=d["stage"],
             stage_since=_opt_ts(d["stageSince"]),
             stage_reason=d["stageReason"],
             as_of=_opt_ts(d["asOf"]),
-            segments=list(d["segments"]),
-            rfm=list(d["rfm"]) if d["rfm"] is not None else None,
+            segments=d["segments"],
+            rfm=d["rfm"],
             rfm_segment=d["rfmSegment"],
         )
 
 
-def _ts(value: datetime | str) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    ts = datetime.fromisoformat(value)
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
-
-
-def _opt_ts(value: datetime | str | None) -> datetime | None:
-    return None if value is None else _ts(value)
+def _opt_ts(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
