@@ -11,7 +11,7 @@ import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -68,20 +68,38 @@ async def topics(stack: Stack) -> dict[str, str]:
 
 
 @pytest.fixture
-async def database(stack: Stack) -> AsyncIterator[str]:
-    """A fresh empty database for one test; yields its asyncpg URL (postgresql+asyncpg://...)."""
-    name = unique("t")
+async def new_database(stack: Stack) -> AsyncIterator[Callable[[], Awaitable[str]]]:
+    """A factory of fresh empty databases (dropped after the test); each call yields an asyncpg URL."""
+    names: list[str] = []
+
+    async def make() -> str:
+        name = unique("t")
+        conn = await asyncpg.connect(stack.postgres.url())
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        names.append(name)
+        return stack.postgres.async_url(name)
+
+    yield make
     conn = await asyncpg.connect(stack.postgres.url())
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        for name in names:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
-    yield stack.postgres.async_url(name)
-    conn = await asyncpg.connect(stack.postgres.url())
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+
+
+@pytest.fixture
+async def database(new_database: Callable[[], Awaitable[str]]) -> str:
+    """A fresh empty database for one test: its URL (postgresql+asyncpg://...)."""
+    return await new_database()
+
+
+def plain_url(async_url: str) -> str:
+    """The asyncpg-native form of a SQLAlchemy URL."""
+    return async_url.replace("postgresql+asyncpg://", "postgresql://")
 
 
 async def eventually(check, timeout: float = 30.0, interval: float = 0.1):  # type: ignore[no-untyped-def]

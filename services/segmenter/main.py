@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -62,14 +63,18 @@ class Parts:
     timer_workers: list[TimerWorker] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def ready(self) -> tuple[bool, dict[str, bool]]:
-        checks = {
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        checks: dict[str, Any] = {
             "consumer": bool(self.runner and self.runner.ready),
             "outbox": bool(self.relay and self.relay.healthy),
             "timers": bool(self.timer_workers) and all(w.healthy for w in self.timer_workers),
             "tasks": bool(self.tasks) and not any(t.done() for t in self.tasks),
         }
-        return all(checks.values()), checks
+        ok = all(checks.values())
+        checks["partitions"] = sorted(
+            f"{tp.topic}:{tp.partition}" for tp in (self.runner.assignment if self.runner else ())
+        )
+        return ok, checks
 
 
 def create_app(
@@ -120,6 +125,8 @@ def create_app(
                 bootstrap=settings.kafka_bootstrap,
                 deadletter_topic=settings.deadletter_topic,
                 max_batch=settings.segmenter_max_batch,
+                instance_id=settings.segmenter_instance_id,
+                session_timeout_ms=settings.segmenter_session_timeout_ms,
             ),
             handler,
             sessions,

@@ -20,6 +20,8 @@ class SegmenterSettings(BaseServiceSettings):
     segmenter_max_batch: int = Field(default=1000, ge=1, le=10_000)
     segmenter_timer_batch: int = Field(default=2000, ge=1, le=20_000)
     segmenter_timer_workers: int = Field(default=2, ge=1, le=16)
+    segmenter_instance_id: str | None = None  # stable per replica (e.g. the pod name): fast restarts
+    segmenter_session_timeout_ms: int = Field(default=30_000, ge=6_000, le=300_000)
     admin_token: SecretStr
     events_topic: str = topics.EVENTS
     lifecycle_topic: str = topics.LIFECYCLE

@@ -78,6 +78,9 @@ class RunnerSettings:
     dedupe_purge_every: timedelta = timedelta(minutes=10)
     session_timeout_ms: int = 30_000
     max_poll_interval_ms: int = 300_000
+    # Static membership (KIP-345): a restarted instance with the same id takes its partitions
+    # back at once instead of waiting for the group to time the old member out.
+    instance_id: str | None = None
 
 
 class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -137,6 +140,12 @@ class ConsumerRunner(Generic[T]):
         self._ready_gauge.set(0 if failing or not self._started else 1)
 
     def _assigned_cb(self, assigned: set[TopicPartition]) -> None:
+        for tp in self._assigned - assigned:  # revoked: another instance reports these now
+            self._positions.pop(tp, None)
+            try:
+                self._metrics.lag.remove(self.settings.consumer, tp.topic, str(tp.partition))
+            except KeyError:
+                pass
         self._assigned = assigned
 
     async def run(self) -> None:
@@ -149,6 +158,7 @@ class ConsumerRunner(Generic[T]):
             max_poll_records=s.max_batch,
             session_timeout_ms=s.session_timeout_ms,
             max_poll_interval_ms=s.max_poll_interval_ms,
+            group_instance_id=s.instance_id,
             isolation_level="read_committed",
         )
         backoff = Backoff()
