@@ -214,8 +214,9 @@ class Derived:
 class SegmenterConfig(StrictModel):
     """The whole segmenter rule set; `version` is stamped on every output event.
 
-    Build it by validation (`load_config`, `model_validate`), not `model_copy(update=...)`:
-    `derived` is computed once per instance and a copy would keep the original's.
+    Build it by validation (`load_config`, `model_validate`). `derived` is computed once per
+    instance and a `model_copy` keeps the original's, so copy with `update` only for `version`
+    (which `derived` does not read).
     """
 
     version: str = "dev"

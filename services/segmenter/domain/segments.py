@@ -118,10 +118,11 @@ def next_segment_check(state: UserState, cfg: SegmenterConfig, now: datetime) ->
     d = cfg.derived
     today = epoch_day(now)
     candidates: list[datetime] = []
+    midnights: list[int] = []  # epoch days whose start may change a window count
     for event, window in d.counted_windows:
         first = _first_day_after(state.event_days.get(event), today - window)
         if first is not None:
-            candidates.append(day_start(first + window))
+            midnights.append(first + window)
     for event, within in d.not_done:
         last = state.last_done.get(event)
         if last is not None:
@@ -143,12 +144,14 @@ def next_segment_check(state: UserState, cfg: SegmenterConfig, now: datetime) ->
         window = cfg.rfm.window.days
         first = _first_day_after(state.order_days, today - window)
         if first is not None:
-            candidates.append(day_start(first + window))
+            midnights.append(first + window)
     if cfg.core.enabled and cfg.core.name in state.segments:
         active = core_days(state, cfg, now)
         leaving = len(active) - cfg.core.stay_days + 1  # days that must leave to drop below stay
         if 0 < leaving <= len(active):
-            candidates.append(day_start(active[leaving - 1] + cfg.core.window.days))
+            midnights.append(active[leaving - 1] + cfg.core.window.days)
+    if midnights:
+        candidates.append(day_start(min(midnights)))  # always after now: each day > today
     best: datetime | None = None
     for c in candidates:
         if c > now and (best is None or c < best):
