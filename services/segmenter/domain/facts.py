@@ -214,7 +214,7 @@ def _amount(value: Any) -> float:
     return 0.0
 
 
-def _wins(new: Any, new_at: datetime, old: Any, old_at: datetime | None) -> bool:
+def latest_wins(new: Any, new_at: datetime, old: Any, old_at: datetime | None) -> bool:
     """Latest wins; a tie on time is broken by the value itself, so arrival order never matters."""
     if old_at is None or new_at > old_at:
         return True
@@ -225,7 +225,7 @@ def _wins(new: Any, new_at: datetime, old: Any, old_at: datetime | None) -> bool
 
 def _record_traits(state: UserState, traits: dict[str, Any], ts: datetime) -> None:
     for name, value in traits.items():
-        if _wins(value, ts, state.traits.get(name), state.trait_at.get(name)):
+        if latest_wins(value, ts, state.traits.get(name), state.trait_at.get(name)):
             state.traits[name] = value
             state.trait_at[name] = ts
     tz = traits.get("timezone")
@@ -234,6 +234,6 @@ def _record_traits(state: UserState, traits: dict[str, Any], ts: datetime) -> No
 
 
 def _record_timezone(state: UserState, tz: str, ts: datetime) -> None:
-    if _wins(tz, ts, state.timezone, state.timezone_at):
+    if latest_wins(tz, ts, state.timezone, state.timezone_at):
         state.timezone = tz
         state.timezone_at = ts

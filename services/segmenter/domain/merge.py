@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from services.segmenter.config import SegmenterConfig
-from services.segmenter.domain.facts import _wins, merge_runs
+from services.segmenter.domain.facts import latest_wins, merge_runs
 from services.segmenter.domain.lifecycle import refresh_derived
 from services.segmenter.domain.state import UserState
 
@@ -49,10 +49,10 @@ def merge_alias(
         u.activation_times[name] = sorted([*u.activation_times.get(name, []), *times])[:keep]
     for name, value in a.traits.items():
         at = a.trait_at[name]
-        if _wins(value, at, u.traits.get(name), u.trait_at.get(name)):
+        if latest_wins(value, at, u.traits.get(name), u.trait_at.get(name)):
             u.traits[name] = value
             u.trait_at[name] = at
-    if a.timezone_at is not None and _wins(a.timezone, a.timezone_at, u.timezone, u.timezone_at):
+    if a.timezone_at is not None and latest_wins(a.timezone, a.timezone_at, u.timezone, u.timezone_at):
         u.timezone, u.timezone_at = a.timezone, a.timezone_at
     u.activity_days = sorted({*u.activity_days, *a.activity_days})
     for name, days in a.event_days.items():
