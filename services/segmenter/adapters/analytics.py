@@ -150,21 +150,21 @@ async def lifecycle(
                     WHERE a.user_id IN (SELECT user_id FROM ub) GROUP BY a.user_id
                 ), cur AS (
                     SELECT ub.b,
-                      count(*) FILTER (WHERE {first_bucket} = ub.b)                         AS new,
-                      count(*) FILTER (WHERE prev.user_id IS NOT NULL)                      AS returning,
-                      count(*) FILTER (WHERE prev.user_id IS NULL AND {first_bucket} < ub.b) AS resurrecting
+                      count(*) FILTER (WHERE {first_bucket} = ub.b)                         AS n_new,
+                      count(*) FILTER (WHERE prev.user_id IS NOT NULL)                      AS n_returning,
+                      count(*) FILTER (WHERE prev.user_id IS NULL AND {first_bucket} < ub.b) AS n_resurrecting
                     FROM ub JOIN f USING (user_id)
                     LEFT JOIN ub prev ON prev.user_id = ub.user_id AND prev.b = ub.b - CAST(:step AS int)
                     WHERE ub.b >= CAST(:first AS date)
                     GROUP BY ub.b
                 ), gone AS (
-                    SELECT prev.b + CAST(:step AS int) AS b, count(*) AS dormant FROM ub prev
+                    SELECT prev.b + CAST(:step AS int) AS b, count(*) AS n_dormant FROM ub prev
                     LEFT JOIN ub nxt ON nxt.user_id = prev.user_id AND nxt.b = prev.b + CAST(:step AS int)
                     WHERE nxt.user_id IS NULL AND prev.b + CAST(:step AS int) >= CAST(:first AS date)
                     GROUP BY prev.b
                 )
-                SELECT b, new, returning, resurrecting, 0 AS dormant FROM cur
-                UNION ALL SELECT b, 0, 0, 0, dormant FROM gone
+                SELECT b, n_new, n_returning, n_resurrecting, 0 AS n_dormant FROM cur
+                UNION ALL SELECT b, 0, 0, 0, n_dormant FROM gone
                 """
             ),
             {"first": first, "step": step},
@@ -174,10 +174,10 @@ async def lifecycle(
     for r in rows:
         if r.b in acc:
             slot = acc[r.b]
-            slot[0] += r.new
-            slot[1] += r.returning
-            slot[2] += r.resurrecting
-            slot[3] += r.dormant
+            slot[0] += r.n_new
+            slot[1] += r.n_returning
+            slot[2] += r.n_resurrecting
+            slot[3] += r.n_dormant
     return [LifecycleCounts(b, *v) for b, v in sorted(acc.items())]
 
 
