@@ -24,6 +24,9 @@ app.add_typer(dev, name="dev")
 db = typer.Typer(help="Service databases.", no_args_is_help=True)
 app.add_typer(db, name="db")
 
+DEV_WRITE_KEY = "dev-write-key"
+DEV_ADMIN_TOKEN = "dev-admin-token"
+
 # Services that own a database, with their migration histories.
 MIGRATED_SERVICES = ("segmenter",)
 
@@ -166,7 +169,34 @@ def _service_commands(settings: StackSettings) -> dict[str, list[str]]:
     py = sys.executable
     return {
         "ingest": [py, "-m", "services.ingest"],
+        "segmenter": [py, "-m", "services.segmenter"],
     }
+
+
+def _service_ports(settings: StackSettings) -> dict[str, int]:
+    return {"ingest": settings.ingest_port, "segmenter": settings.segmenter_port}
+
+
+def _wait_ready(
+    procs: dict[str, subprocess.Popen[bytes]], ports: dict[str, int], timeout: float = 90
+) -> bool:
+    """Poll every service's /ready; False if one exits or the deadline passes."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    pending = dict(ports)
+    while pending and time.monotonic() < deadline:
+        for name, port in list(pending.items()):
+            if procs[name].poll() is not None:
+                return False
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                    typer.echo(f"{name:<10} ready on http://127.0.0.1:{port}")
+                    del pending[name]
+            except httpx.TransportError:
+                pass
+        time.sleep(0.3)
+    return not pending
 
 
 @dev.command("run")
@@ -177,8 +207,9 @@ def dev_run() -> None:
     other = read_pid(run_pid_file)
     if other is not None:
         _fail(f"userops is already running (pid {other}); stop it with Ctrl-C there or `make stop`.")
-    if port_in_use(settings.ingest_port):
-        _fail(f"port {settings.ingest_port} is already in use; set USEROPS_INGEST_PORT to another port.")
+    for name, port in _service_ports(settings).items():
+        if port_in_use(port):
+            _fail(f"port {port} ({name}) is already in use; set USEROPS_{name.upper()}_PORT to another port.")
     stack_up(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     run_pid_file.write_text(f"{os.getpid()}\n")
@@ -187,12 +218,22 @@ def dev_run() -> None:
         "USEROPS_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
         "USEROPS_PG_HOST": "127.0.0.1",
         "USEROPS_PG_PORT": str(settings.pg_port),
+        "USEROPS_INGEST_PORT": str(settings.ingest_port),
+        "USEROPS_SEGMENTER_PORT": str(settings.segmenter_port),
+        # Local-only defaults so a fresh clone runs; set real secrets in the environment.
+        "USEROPS_DEV_WRITE_KEY": os.environ.get("USEROPS_DEV_WRITE_KEY", DEV_WRITE_KEY),
+        "USEROPS_ADMIN_TOKEN": os.environ.get("USEROPS_ADMIN_TOKEN", DEV_ADMIN_TOKEN),
     }
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for name, cmd in _service_commands(settings).items():
             procs[name] = subprocess.Popen(cmd, env=env)
-        _print_banner(settings)
+        if _wait_ready(procs, _service_ports(settings)):
+            _print_banner(settings, env)
+        else:
+            typer.secho(
+                "a service did not become ready; see its log lines above", fg=typer.colors.RED, err=True
+            )
         stop = False
 
         def _on_signal(signum: int, frame: object) -> None:
@@ -220,14 +261,21 @@ def dev_run() -> None:
         typer.echo("services stopped; the stack keeps running (`make stop` stops it)")
 
 
-def _print_banner(settings: StackSettings) -> None:
-    key = os.environ.get("USEROPS_DEV_WRITE_KEY", "dev-write-key")
+def _print_banner(settings: StackSettings, env: dict[str, str]) -> None:
+    key, token = env["USEROPS_DEV_WRITE_KEY"], env["USEROPS_ADMIN_TOKEN"]
     typer.secho(f"\nuserops ingest on http://127.0.0.1:{settings.ingest_port}  (docs: /docs)", bold=True)
     typer.echo(
-        "try:\n"
+        "send an event:\n"
         f"  curl -s -u {key}: http://127.0.0.1:{settings.ingest_port}/v1/track \\\n"
         "    -H 'Content-Type: application/json' \\\n"
         '    -d \'{"userId": "u1", "event": "Order Completed", "properties": {"revenue": 42}}\'\n'
+    )
+    typer.secho(
+        f"segmenter admin API on http://127.0.0.1:{settings.segmenter_port}  (docs: /docs)", bold=True
+    )
+    typer.echo(
+        "see the user's stage and segments:\n"
+        f"  curl -s -H 'Authorization: Bearer {token}' http://127.0.0.1:{settings.segmenter_port}/v1/users/u1\n"
     )
 
 
