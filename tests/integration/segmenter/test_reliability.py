@@ -40,6 +40,14 @@ async def _drained(url: str, expected: int) -> bool:
     return bool(rows[0]["done"] == expected and rows[0]["pending"] == 0)
 
 
+async def _processed(url: str) -> int:
+    try:
+        rows = await _fetch(url, "SELECT count(*) AS n FROM processed_messages")
+    except asyncpg.UndefinedTableError:
+        return 0
+    return int(rows[0]["n"])
+
+
 async def _outcome(url: str) -> dict[str, Any]:
     profiles = await _fetch(url, "SELECT user_id, stage, activated FROM profiles WHERE merged_into IS NULL")
     members = await _fetch(url, "SELECT user_id, segment FROM segment_members")
@@ -61,10 +69,10 @@ async def test_kill_9_at_random_points_loses_and_doubles_nothing(
 ) -> None:
     events = workload(users=2000, events=20_000)
     await produce_events(stack.bootstrap, topics[EVENTS], events)
-    crash_out = unique("lifecycle-crash")
+    crash_in, crash_out = unique("events-crash"), unique("lifecycle-crash")
     from scripts.stack.topics import ensure_topics
 
-    await ensure_topics(stack.bootstrap, 3, (crash_out,))
+    await ensure_topics(stack.bootstrap, 3, (crash_in, crash_out))
 
     # A clean run.
     clean_db = await new_database()
@@ -91,21 +99,30 @@ async def test_kill_9_at_random_points_loses_and_doubles_nothing(
         group=unique("crash"),
         extra={"USEROPS_SEGMENTER_INSTANCE_ID": "crashy", "USEROPS_SEGMENTER_SESSION_TIMEOUT_MS": "6000"},
     )
+
+    async def stream() -> None:  # the events arrive while the service is being killed
+        for i in range(0, len(events), 1000):
+            await produce_events(stack.bootstrap, crash_in, events[i : i + 1000])
+            await asyncio.sleep(0.2)
+
+    streaming = asyncio.create_task(stream())
     rng = random.Random(11)
-    kills = 0
+    mid_stream_kills = 0
     for attempt in range(40):
         proc = SegmenterProcess(env, port, tmp_path / f"crash-{attempt}.log")
         proc.start()
         await proc.wait_ready()
-        await asyncio.sleep(rng.uniform(0.2, 2.5) if kills < 6 else 5.0)
-        if await _drained(crash_db, len(events)):
+        await asyncio.sleep(rng.uniform(0.1, 1.2) if attempt < 8 else 5.0)
+        done = await _processed(crash_db)
+        if attempt >= 8 and await _drained(crash_db, len(events)):
             proc.terminate()
             break
         proc.kill9()
-        kills += 1
+        mid_stream_kills += 0 < done < len(events)
     else:
         raise AssertionError("not drained after 40 restarts")
-    assert kills >= 3, "the test should have crashed the service mid-stream several times"
+    await streaming
+    assert mid_stream_kills >= 3, "the service should have been killed mid-stream several times"
     got = await _outcome(crash_db)
     assert got["profiles"] == expected["profiles"]
     assert got["segments"] == expected["segments"]
