@@ -199,3 +199,26 @@ async def test_two_timer_workers_fire_each_timer_once(stack: Stack, database: st
     assert sum(h.fired for h in handlers) == 2000
     assert all(h.fired > 0 for h in handlers), "both workers should share the work"
     assert left == ["later"]
+
+
+async def test_dedupe_keys_older_than_retention_are_purged(database: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from shared.runtime import dedupe
+
+    engine = create_engine(database, pool_size=2)
+    await create_schema(engine)
+    sessions = session_factory(engine)
+    async with sessions() as s, s.begin():
+        assert await dedupe.claim(s, "c", ["old", "new"]) == {"old", "new"}
+        await s.execute(
+            text("UPDATE processed_messages SET processed_at = now() - interval '8 days' WHERE key = 'old'")
+        )
+    async with sessions() as s, s.begin():
+        removed = await dedupe.purge(s, datetime.now(UTC) - timedelta(days=7))
+    async with sessions() as s, s.begin():
+        # A purged key can be claimed again; a kept one is still a duplicate.
+        again = await dedupe.claim(s, "c", ["old", "new"])
+    await engine.dispose()
+    assert removed == 1
+    assert again == {"old"}

@@ -125,3 +125,18 @@ async def test_admin_api_requires_the_bearer_token(
         assert (await c.get("/health")).status_code == 200
         metrics = (await c.get("/metrics")).text
     assert "userops_consumer_ready" in metrics
+
+
+async def test_invalid_config_stops_the_service_naming_file_and_field(
+    segmenter_factory: SegmenterFactory, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("segments:\n  - name: x\n    rule: {all: [{field: stage, op: approx, value: new}]}\n")
+    seg = segmenter_factory(bad)
+    seg.start()
+    assert seg.proc is not None
+    assert seg.proc.wait(30) == 2
+    out = seg.log.read_text()
+    assert str(bad) in out
+    assert "segments[0].rule.all[0]" in out
+    assert "approx" in out or "op" in out
