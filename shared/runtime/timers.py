@@ -60,6 +60,8 @@ _CLAIM = text(
     FOR UPDATE SKIP LOCKED
     """
 )
+_ARMED = "shared.runtime.timers.armed"  # session.info key: (kind, key) -> due_at armed in this transaction
+
 _DELETE_FIRED = text(
     """
     DELETE FROM timers t
@@ -74,6 +76,9 @@ async def schedule(session: AsyncSession, timers: Sequence[Timer]) -> None:
     """Arm (or re-arm) timers in the caller's transaction."""
     if not timers:
         return
+    armed = session.info.setdefault(_ARMED, {})
+    for t in timers:
+        armed[(t.kind, t.key)] = t.due_at
     await session.execute(
         _UPSERT,
         {
@@ -87,6 +92,10 @@ async def schedule(session: AsyncSession, timers: Sequence[Timer]) -> None:
 
 async def cancel(session: AsyncSession, kind: str, keys: Sequence[str]) -> None:
     if keys:
+        armed = session.info.get(_ARMED)
+        if armed:
+            for key in keys:
+                armed.pop((kind, key), None)
         await session.execute(_CANCEL, {"kinds": [kind] * len(keys), "keys": list(keys)})
 
 
@@ -184,14 +193,19 @@ class TimerWorker:
                 self._metrics.timer_backlog.set(0)
                 return 0
             due = [Timer(kind=r.kind, key=r.key, due_at=r.due_at, payload=r.payload) for r in rows]
+            session.info[_ARMED] = {}
             handled = list(await self._handler.on_timers(session, due, now))
-            if handled:
+            # A row the handler re-armed to another instant has moved on; deleting it by its old
+            # `due_at` would match nothing, so only the others are sent.
+            armed = session.info.pop(_ARMED)
+            spent = [t for t in handled if armed.get((t.kind, t.key), t.due_at) == t.due_at]
+            if spent:
                 await session.execute(
                     _DELETE_FIRED,
                     {
-                        "kinds": [t.kind for t in handled],
-                        "keys": [t.key for t in handled],
-                        "dues": [t.due_at for t in handled],
+                        "kinds": [t.kind for t in spent],
+                        "keys": [t.key for t in spent],
+                        "dues": [t.due_at for t in spent],
                     },
                 )
             if len(rows) < self._batch_size:
