@@ -52,6 +52,7 @@ fmt: install ## Format the code
 
 bench: install ## Run the benchmarks (prints figures; not a test)
 	$(PY) bench/ingest.py
+	$(PY) bench/segmenter.py
 
 clean: ## Remove the local stack data and virtualenvs
 	rm -rf .local $(VENV) $(TOOLS)
