@@ -1,0 +1,1 @@
+"""Ingest's adapters to the outside world: the Kafka publisher."""
