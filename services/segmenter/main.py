@@ -30,7 +30,7 @@ from shared.http import admin_auth, probes_router
 from shared.kafka import create_producer
 from shared.logging import configure_logging, get_logger
 from shared.metrics import metrics_router
-from shared.runtime import migrations
+from shared.runtime import collector, migrations
 from shared.runtime.db import create_engine, session_factory
 from shared.runtime.metrics import RuntimeMetrics
 from shared.runtime.outbox import OutboxRelay
@@ -134,6 +134,7 @@ def create_app(
             runtime_metrics,
             on_committed=committed,
         )
+        collector.tune_for_batches()
         parts.tasks = [
             asyncio.create_task(parts.runner.run(), name="consumer"),
             asyncio.create_task(parts.relay.run(), name="outbox-relay"),
