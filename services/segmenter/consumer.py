@@ -135,10 +135,8 @@ class SegmenterHandler:
             )
 
     async def _write(self, session: AsyncSession, batch: _Batch) -> None:
-        for anon, user_id in batch.links:
-            await store.link_identity(session, anon, user_id)
-        for anon, user_id in batch.merged:
-            await store.mark_merged(session, anon, user_id)
+        await store.link_identities(session, batch.links)
+        await store.mark_merged(session, batch.merged)
         rows = []
         for uid in sorted(batch.touched):
             state = batch.states.get(uid)

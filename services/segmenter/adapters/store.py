@@ -44,12 +44,16 @@ async def resolve_identities(session: AsyncSession, anonymous_ids: Iterable[str]
     return {r.anonymous_id: r.user_id for r in rows}
 
 
-async def link_identity(session: AsyncSession, anonymous_id: str, user_id: str) -> None:
-    """Record that `anonymous_id` belongs to `user_id`; the first link of an id wins."""
-    await session.execute(
-        text("INSERT INTO identities (anonymous_id, user_id) VALUES (:a, :u) ON CONFLICT DO NOTHING"),
-        {"a": anonymous_id, "u": user_id},
-    )
+async def link_identities(session: AsyncSession, links: Sequence[tuple[str, str]]) -> None:
+    """Record that each anonymous id belongs to its user id; the first link of an id wins."""
+    if links:
+        await session.execute(
+            text(
+                "INSERT INTO identities (anonymous_id, user_id) "
+                "SELECT * FROM unnest(CAST(:anons AS text[]), CAST(:users AS text[])) ON CONFLICT DO NOTHING"
+            ),
+            {"anons": [a for a, _ in links], "users": [u for _, u in links]},
+        )
 
 
 async def lock_profiles(
@@ -118,24 +122,41 @@ async def save_profiles(session: AsyncSession, rows: Sequence[ProfileRow]) -> No
     )
 
 
-async def mark_merged(session: AsyncSession, anonymous_id: str, user_id: str) -> None:
-    """An anonymous profile folded into a user's: kept for audit, hidden from populations."""
-    await session.execute(
-        text("UPDATE profiles SET merged_into = :u, state = '{}'::jsonb WHERE user_id = :a"),
-        {"a": anonymous_id, "u": user_id},
-    )
-    await session.execute(
-        text("UPDATE stage_history SET user_id = :u WHERE user_id = :a"), {"a": anonymous_id, "u": user_id}
-    )
-    await session.execute(
-        text(
-            "INSERT INTO activity_days (user_id, day) SELECT :u, day FROM activity_days WHERE user_id = :a "
-            "ON CONFLICT DO NOTHING"
-        ),
-        {"a": anonymous_id, "u": user_id},
-    )
-    await session.execute(text("DELETE FROM activity_days WHERE user_id = :a"), {"a": anonymous_id})
-    await session.execute(text("DELETE FROM segment_members WHERE user_id = :a"), {"a": anonymous_id})
+async def mark_merged(session: AsyncSession, merges: Sequence[tuple[str, str]]) -> None:
+    """Anonymous profiles folded into users' (`(anonymous_id, user_id)` in the order they
+    happened): kept for audit, hidden from populations; their history, activity days and
+    segment rows move to (or leave with) the user.
+
+    Set-based when no id is both merged and merged into within `merges` (the usual case);
+    a chain (a user id itself aliased onward in the same batch) is applied merge by merge,
+    so rows end where applying the merges in order puts them.
+    """
+    if not merges:
+        return
+    sources = [a for a, _ in merges]
+    if len(set(sources)) != len(sources) or set(sources) & {u for _, u in merges}:
+        for merge in merges:
+            await _mark_merged(session, [merge])
+        return
+    await _mark_merged(session, merges)
+
+
+_MERGE_STATEMENTS = (
+    "UPDATE profiles p SET merged_into = m.u, state = '{}'::jsonb FROM {m} WHERE p.user_id = m.a",
+    "UPDATE stage_history h SET user_id = m.u FROM {m} WHERE h.user_id = m.a",
+    "INSERT INTO activity_days (user_id, day) SELECT m.u, d.day FROM activity_days d JOIN {m} "
+    "ON d.user_id = m.a ON CONFLICT DO NOTHING",
+    "DELETE FROM activity_days d USING {m} WHERE d.user_id = m.a",
+    "DELETE FROM segment_members s USING {m} WHERE s.user_id = m.a",
+)
+_MERGES = "unnest(CAST(:anons AS text[]), CAST(:users AS text[])) AS m(a, u)"
+
+
+async def _mark_merged(session: AsyncSession, merges: Sequence[tuple[str, str]]) -> None:
+    """Apply `merges`, none of whose sources is another's target."""
+    params = {"anons": [a for a, _ in merges], "users": [u for _, u in merges]}
+    for statement in _MERGE_STATEMENTS:
+        await session.execute(text(statement.replace("{m}", _MERGES)), params)
 
 
 async def add_history(session: AsyncSession, rows: Sequence[HistoryRow]) -> None:
