@@ -107,12 +107,6 @@ def _openapi_extra(kind: str) -> dict[str, Any]:
                 "schema": {"type": "string"},
                 "description": "The write key, if neither HTTP Basic nor the body carries it.",
             },
-            {
-                "name": "Content-Encoding",
-                "in": "header",
-                "required": False,
-                "schema": {"type": "string", "enum": ["gzip", "identity"]},
-            },
         ],
         "security": [{"writeKeyBasic": []}, {}],
     }

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 Id = Annotated[
     str | int | None,
@@ -17,10 +18,21 @@ Id = Annotated[
 ]
 
 
+_PRESENT_ID: JsonDict = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer"}]}
+
+
 class _Call(BaseModel):
     """Fields every Segment call may carry. One of `userId` and `anonymousId` is required."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["userId"], "properties": {"userId": _PRESENT_ID}},
+                {"required": ["anonymousId"], "properties": {"anonymousId": _PRESENT_ID}},
+            ]
+        },
+    )
 
     userId: Id = None
     anonymousId: Id = None
