@@ -3,16 +3,19 @@
 Starts its own private Kafka broker (scripts.stack, as the tests do) and the ingest service as a
 real uvicorn subprocess with N workers, then measures in one run:
 
-1. the ceiling: a raw aiokafka producer (acks=all, idempotent, the service's tuning) sending the
-   same enriched event payloads, with as many events in flight as it likes;
+1. the ceiling: a raw aiokafka producer (acks=all, idempotent, as `shared.kafka` builds it)
+   publishing the same enriched payloads with as many events in flight as it likes, both with
+   `send()` per event and with the batch API (`create_batch`/`send_batch`, full batches); the
+   higher of the two is the ceiling;
 2. `POST /v1/batch` with 100-event batches from concurrent keep-alive connections -> events/s and
    the ratio to the ceiling;
 3. `POST /v1/track` (one event per request) at a fixed concurrency -> req/s, p50 and p99.
 
-The load generator is a minimal HTTP/1.1 client on asyncio protocols sending pre-built requests,
-so its own cost per request is a few microseconds of parsing. Nothing to install beyond the
-project's dependencies. `--profile` runs the service (one worker) under pyinstrument and writes
-the profile of the batch phase to bench/results/.
+For phases 2 and 3 it also prints the CPU time the ingest workers and the broker spent per event
+(from /proc), which says where the machine's cores went. The load generator is a minimal
+HTTP/1.1 client on asyncio protocols sending pre-built requests (a few microseconds per request),
+so nothing beyond the project's dependencies is needed. `--profile` runs the service with one
+worker under pyinstrument and writes the profile of the batch phase to bench/results/.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,11 +45,14 @@ sys.path.insert(0, str(REPO))
 from scripts.stack import KafkaNode  # noqa: E402
 from scripts.stack.procs import free_port  # noqa: E402
 from scripts.stack.topics import ensure_topics  # noqa: E402
+from services.ingest.adapters.partitioner import partition_for  # noqa: E402
+from services.ingest.config import default_workers  # noqa: E402
 from services.ingest.domain.envelope import Limits, prepare_events  # noqa: E402
 from shared.kafka import create_producer  # noqa: E402
 
 WRITE_KEY = "bench-write-key"
 TOPIC = "userops.events.v1"
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- payloads
@@ -95,20 +102,26 @@ class Stats:
 class _Client(asyncio.Protocol):
     """One keep-alive connection sending requests back to back (closed loop)."""
 
-    def __init__(self, requests: list[bytes], events_per_request: int, stats: Stats,
-                 stop_at: float, done: asyncio.Future[None], offset: int) -> None:
+    def __init__(
+        self,
+        requests: list[bytes],
+        events_per_request: int,
+        stats: Stats,
+        stop_at: float,
+        done: asyncio.Future[None],
+        offset: int,
+    ) -> None:
         self.requests, self.per_request, self.stats = requests, events_per_request, stats
         self.stop_at, self.done, self.i = stop_at, done, offset
         self.buf = b""
         self.sent_at = 0.0
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None  # uvloop's transports are duck-typed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is duck-typed
+        self.transport = transport
         self._send()
 
     def _send(self) -> None:
-        assert self.transport is not None
         req = self.requests[self.i % len(self.requests)]
         self.i += 1
         self.sent_at = time.perf_counter()
@@ -119,15 +132,15 @@ class _Client(asyncio.Protocol):
         end = self.buf.find(b"\r\n\r\n")
         if end < 0:
             return
-        head = self.buf[:end]
-        start = head.lower().find(b"content-length:")
-        length = int(head[start + 15:head.find(b"\r\n", start) if head.find(b"\r\n", start) > 0
-                          else len(head)])
+        head = self.buf[:end].lower()
+        start = head.find(b"content-length:") + 15
+        stop = head.find(b"\r\n", start)
+        length = int(head[start : stop if stop > 0 else len(head)])
         if len(self.buf) < end + 4 + length:
             return
         now = time.perf_counter()
         status = int(head[9:12])
-        self.buf = self.buf[end + 4 + length:]
+        self.buf = self.buf[end + 4 + length :]
         st = self.stats
         st.latencies.append(now - self.sent_at)
         st.statuses[status] = st.statuses.get(status, 0) + 1
@@ -136,7 +149,6 @@ class _Client(asyncio.Protocol):
         if now < self.stop_at:
             self._send()
         else:
-            assert self.transport is not None
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -144,8 +156,9 @@ class _Client(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def load(port: int, requests: list[bytes], events_per_request: int, concurrency: int,
-               duration: float) -> tuple[Stats, float]:
+async def load(
+    port: int, requests: list[bytes], events_per_request: int, concurrency: int, duration: float
+) -> tuple[Stats, float]:
     loop = asyncio.get_running_loop()
     stats = Stats()
     stop_at = time.perf_counter() + duration
@@ -155,9 +168,12 @@ async def load(port: int, requests: list[bytes], events_per_request: int, concur
         done: asyncio.Future[None] = loop.create_future()
         offset = c * (len(requests) // max(1, concurrency))
         await loop.create_connection(
-            lambda done=done, offset=offset: _Client(requests, events_per_request, stats,
-                                                     stop_at, done, offset),
-            "127.0.0.1", port)
+            lambda done=done, offset=offset: _Client(
+                requests, events_per_request, stats, stop_at, done, offset
+            ),
+            "127.0.0.1",
+            port,
+        )
         waiters.append(done)
     await asyncio.gather(*waiters)
     return stats, time.perf_counter() - start
@@ -168,20 +184,58 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
 
 
-# --------------------------------------------------------------------------- phases
+# --------------------------------------------------------------------------- CPU accounting
 
 
-async def ceiling(bootstrap: str, payloads: list[tuple[bytes, bytes]], seconds: float) -> float:
-    """Raw aiokafka `send()` throughput with the default partitioner, many events in flight."""
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of one process so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+class CpuMeter:
+    """CPU seconds used by the ingest processes and the broker between `start` and `stop`."""
+
+    def __init__(self, ingest_pid: int, kafka_pid: int) -> None:
+        self.ingest = [ingest_pid, *children(ingest_pid)]
+        self.kafka = kafka_pid
+        self._before: dict[int, float] = {}
+
+    def start(self) -> None:
+        self._before = {p: cpu_seconds(p) for p in [*self.ingest, self.kafka]}
+
+    def stop(self) -> tuple[float, float]:
+        used = {p: cpu_seconds(p) - self._before[p] for p in self._before}
+        return sum(used[p] for p in self.ingest), used[self.kafka]
+
+
+# --------------------------------------------------------------------------- ceilings
+
+
+async def ceiling_send(bootstrap: str, payloads: list[tuple[bytes, bytes]], seconds: float) -> float:
+    """`send()` per event, default partitioner, up to 10,000 events in flight."""
     producer = create_producer(bootstrap)
     await producer.start()
     try:
         await producer.send_and_wait(TOPIC, payloads[0][1], key=payloads[0][0])
-        sent = 0
+        sent, i = 0, 0
         start = time.perf_counter()
         pending: list[asyncio.Future[Any]] = []
         while time.perf_counter() - start < seconds:
-            for key, value in payloads[sent % len(payloads):][:1000]:
+            for _ in range(1000):
+                key, value = payloads[i]
+                i = (i + 1) % len(payloads)
                 pending.append(await producer.send(TOPIC, value, key=key))
             sent += 1000
             if len(pending) >= 10_000:
@@ -191,6 +245,38 @@ async def ceiling(bootstrap: str, payloads: list[tuple[bytes, bytes]], seconds: 
         return sent / (time.perf_counter() - start)
     finally:
         await producer.stop()
+
+
+async def ceiling_batches(bootstrap: str, payloads: list[tuple[bytes, bytes]], seconds: float) -> float:
+    """The batch API: one full batch per partition at a time, queued as fast as taken."""
+    producer = create_producer(bootstrap)
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(TOPIC))
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+        for key, value in payloads:
+            by_partition[partition_for(key, len(partitions))].append((key, value))
+        deadline = time.perf_counter() + seconds
+        counts: dict[int, int] = defaultdict(int)
+
+        async def pump(partition: int) -> None:
+            records, i, futures = by_partition[partition], 0, []
+            while time.perf_counter() < deadline:
+                batch, n = producer.create_batch(), 0
+                while batch.append(key=records[i][0], value=records[i][1], timestamp=None):
+                    i, n = (i + 1) % len(records), n + 1
+                futures.append(await producer.send_batch(batch, TOPIC, partition=partition))
+                counts[partition] += n
+            await asyncio.gather(*futures)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(pump(p) for p in partitions if by_partition[p]))
+        return sum(counts.values()) / (time.perf_counter() - start)
+    finally:
+        await producer.stop()
+
+
+# --------------------------------------------------------------------------- the service
 
 
 def start_ingest(port: int, bootstrap: str, workers: int, profile: Path | None) -> subprocess.Popen[bytes]:
@@ -205,8 +291,18 @@ def start_ingest(port: int, bootstrap: str, workers: int, profile: Path | None) 
     }
     cmd = [sys.executable, "-m", "services.ingest"]
     if profile is not None:
-        cmd = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(profile),
-               "--show-all", "-m", "services.ingest"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pyinstrument",
+            "-r",
+            "text",
+            "-o",
+            str(profile),
+            "--show-all",
+            "-m",
+            "services.ingest",
+        ]
     return subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
 
 
@@ -226,10 +322,24 @@ async def wait_ready(port: int, timeout: float = 60.0) -> None:
     raise RuntimeError("ingest did not become ready")
 
 
+def describe(stats: Stats, elapsed: float, cpu: tuple[float, float], unit: str) -> str:
+    ingest_cpu, kafka_cpu = cpu
+    n = max(1, stats.events)
+    return (
+        f"p50 {pct(stats.latencies, 50) * 1000:.1f} ms, p99 {pct(stats.latencies, 99) * 1000:.1f} ms; "
+        f"CPU per {unit}: ingest {ingest_cpu / n * 1e6:.0f} us, broker {kafka_cpu / n * 1e6:.0f} us "
+        f"(ingest used {ingest_cpu / elapsed:.2f} cores); statuses {stats.statuses}"
+    )
+
+
 async def run(args: argparse.Namespace) -> None:
     home = REPO / ".local" / f"bench-{os.getpid()}"
-    kafka = KafkaNode(home=home / "kafka", libs=REPO / ".local" / "kafka" / "libs",
-                      port=free_port(), controller_port=free_port())
+    kafka = KafkaNode(
+        home=home / "kafka",
+        libs=REPO / ".local" / "kafka" / "libs",
+        port=free_port(),
+        controller_port=free_port(),
+    )
     print(f"starting a private Kafka on {kafka.bootstrap} ...", flush=True)
     kafka.start()
     proc = None
@@ -240,14 +350,30 @@ async def run(args: argparse.Namespace) -> None:
         payloads = [
             (ev.key, ev.value)
             for body in bodies[:50]
-            for ev in prepare_events("batch", orjson.loads(body), source_id="dev",
-                                     received_at=now, body_size=len(body), limits=Limits())
+            for ev in prepare_events(
+                "batch",
+                orjson.loads(body),
+                source_id="dev",
+                received_at=now,
+                body_size=len(body),
+                limits=Limits(),
+            )
         ]
-        print(f"payload: {len(payloads[0][1])} bytes/event, {len(bodies[0])} bytes per 100-event "
-              f"batch, {args.partitions} partitions, {args.users} users")
+        print(
+            f"payload: {len(payloads[0][1])} bytes/event, {len(bodies[0]):,} bytes per "
+            f"100-event batch; {args.partitions} partitions; {args.users:,} users; "
+            f"{os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
 
-        rate = await ceiling(kafka.bootstrap, payloads, args.duration)
-        print(f"\n[1] ceiling: raw aiokafka producer (acks=all)     {rate:>10,.0f} events/s")
+        send_rate = await ceiling_send(kafka.bootstrap, payloads, args.duration)
+        batch_rate = await ceiling_batches(kafka.bootstrap, payloads, args.duration)
+        ceiling = max(send_rate, batch_rate)
+        print(
+            f"\n[1] ceiling, raw aiokafka (acks=all):  send() {send_rate:>9,.0f} events/s, "
+            f"batch API {batch_rate:>9,.0f} events/s",
+            flush=True,
+        )
 
         port = free_port()
         profile = None
@@ -257,27 +383,39 @@ async def run(args: argparse.Namespace) -> None:
         workers = 1 if args.profile else args.workers
         proc = start_ingest(port, kafka.bootstrap, workers, profile)
         await wait_ready(port)
-        print(f"\ningest: {workers} worker(s) on 127.0.0.1:{port}")
+        meter = CpuMeter(proc.pid, kafka.pid() or 0)
+        print(f"\ningest: {workers} worker(s) on 127.0.0.1:{port}", flush=True)
 
         batch_reqs = [http_request("/v1/batch", b) for b in bodies]
         await load(port, batch_reqs, 100, args.batch_concurrency, 2.0)  # warm-up
+        meter.start()
         stats, elapsed = await load(port, batch_reqs, 100, args.batch_concurrency, args.duration)
+        cpu = meter.stop()
         eps = stats.events / elapsed
-        print(f"[2] /v1/batch x100, {args.batch_concurrency} connections: {eps:>10,.0f} events/s "
-              f"= {eps / rate:.2f} x ceiling   (p50 {pct(stats.latencies, 50) * 1000:.1f} ms, "
-              f"p99 {pct(stats.latencies, 99) * 1000:.1f} ms, statuses {stats.statuses})")
+        print(
+            f"[2] /v1/batch (100 events), {args.batch_concurrency} connections: {eps:>9,.0f} events/s"
+            f" = {eps / ceiling:.2f} x ceiling\n    " + describe(stats, elapsed, cpu, "event"),
+            flush=True,
+        )
 
         if not args.profile:
-            track_reqs = [http_request("/v1/track", orjson.dumps(make_event(i, args.users)))
-                          for i in range(2000)]
+            track_reqs = [
+                http_request("/v1/track", orjson.dumps(make_event(i, args.users))) for i in range(2000)
+            ]
             await load(port, track_reqs, 1, args.track_concurrency, 1.0)
+            meter.start()
             stats, elapsed = await load(port, track_reqs, 1, args.track_concurrency, args.duration)
-            print(f"[3] /v1/track, {args.track_concurrency} connections:       "
-                  f"{stats.events / elapsed:>10,.0f} req/s      (p50 "
-                  f"{pct(stats.latencies, 50) * 1000:.1f} ms, p99 "
-                  f"{pct(stats.latencies, 99) * 1000:.1f} ms, statuses {stats.statuses})")
-        verdict = "met" if eps >= 0.6 * rate and eps >= 50_000 else "NOT met"
-        print(f"\ngoal (batch >= 0.6 x ceiling and >= 50,000 events/s): {verdict}")
+            cpu = meter.stop()
+            print(
+                f"[3] /v1/track, {args.track_concurrency} connections: "
+                f"{stats.events / elapsed:>9,.0f} req/s\n    " + describe(stats, elapsed, cpu, "request"),
+                flush=True,
+            )
+        met = eps >= 0.6 * ceiling and eps >= 50_000
+        print(
+            f"\ngoal (batch >= 0.6 x ceiling and >= 50,000 events/s): {'met' if met else 'NOT met'}"
+            f"; load average after: {os.getloadavg()[0]:.2f}"
+        )
     finally:
         if proc is not None:
             os.killpg(proc.pid, signal.SIGINT)
@@ -286,15 +424,13 @@ async def run(args: argparse.Namespace) -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
             if args.profile:
-                print(f"profile written to bench/results/ingest-profile.txt")
+                print("profile written to bench/results/ingest-profile.txt")
         kafka.stop()
         shutil.rmtree(home, ignore_errors=True)
 
 
 def main() -> None:
-    from services.ingest.config import default_workers
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
@@ -302,8 +438,9 @@ def main() -> None:
     parser.add_argument("--track-concurrency", type=int, default=64)
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--bodies", type=int, default=200, help="distinct batch bodies cycled")
-    parser.add_argument("--profile", action="store_true",
-                        help="run one worker under pyinstrument; skip the track phase")
+    parser.add_argument(
+        "--profile", action="store_true", help="run one worker under pyinstrument; skip the track phase"
+    )
     args = parser.parse_args()
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the broker and service are stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

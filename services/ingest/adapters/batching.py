@@ -5,10 +5,11 @@ each of those futures on acknowledgement; at tens of thousands of events per sec
 most of a worker's CPU. Here every record is appended straight into the open `BatchBuilder` of
 its partition, and a request waits on one future per partition it touched.
 
-Per partition, one submitter hands sealed builders to `send_batch` in order. `send_batch` waits
-while the previous batch of that partition is still queued in the producer, and meanwhile new
-records from other requests fill the next builder, so batches grow with load (one per partition
-per produce round trip) without a fixed linger. Order within a partition is arrival order.
+Per partition, one submitter hands builders to `send_batch` in order. Full builders go at once;
+the open one is taken only after the partition's previous batch was acknowledged, so while a
+batch is on its way every request arriving meanwhile fills the next one: batches grow with load
+and round-trip time (what the broker pays for is batches, not records) without a fixed linger,
+and a lone request still goes out at once. Order within a partition is arrival order.
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ def _relay(done: asyncio.Future[None], result: asyncio.Future[Any]) -> None:
 
 
 class _Partition:
-    __slots__ = ("builder", "done", "sealed", "submitting")
+    __slots__ = ("builder", "done", "in_flight", "sealed", "submitting")
 
     def __init__(self) -> None:
         self.builder: Any = None  # aiokafka BatchBuilder being filled
         self.done: asyncio.Future[None] | None = None  # resolves when `builder` is acknowledged
-        self.sealed: deque[tuple[Any, asyncio.Future[None]]] = deque()
+        self.sealed: deque[tuple[Any, asyncio.Future[None]]] = deque()  # full, not yet submitted
+        self.in_flight: asyncio.Future[Any] | None = None  # the last submitted batch's outcome
         self.submitting = False
 
 
@@ -99,6 +101,9 @@ class PartitionBatcher:
                 if part.sealed:
                     builder, done = part.sealed.popleft()
                 elif part.builder is not None:
+                    if part.in_flight is not None and not part.in_flight.done():
+                        await asyncio.wait([part.in_flight])  # meanwhile the open batch grows
+                        continue
                     assert part.done is not None
                     builder, done = part.builder, part.done
                     part.builder = part.done = None
@@ -112,6 +117,7 @@ class PartitionBatcher:
                         done.set_exception(exc)
                     continue
                 result.add_done_callback(lambda r, done=done: _relay(done, r))
+                part.in_flight = result
         finally:
             part.submitting = False
 
