@@ -31,6 +31,11 @@ KINDS: Final = ("track", "identify", "page", "screen", "group", "alias", "batch"
 _REQUIRED: Final = {"track": "event", "alias": "previousId", "group": "groupId"}
 _OBJECT_FIELDS: Final = ("properties", "traits", "context", "integrations")
 _BATCH_SHARED: Final = ("context", "integrations", "sentAt")
+# Room for what ingest adds to an event (messageId, receivedAt, timestamps, sentAt, sourceId,
+# type), so an event the client measured as just under the limit is not refused for them.
+INGEST_ADDITIONS: Final = 512
+# How far merging a batch's `context` into its items may multiply a request's size.
+EXPANSION: Final = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +82,21 @@ def prepare_events(
 
     `kind` is the path (`track` ... `batch`), `body` the parsed JSON, `body_size` its size in
     bytes after decompression, `received_at` the server's clock (aware, UTC).
+
+    The per-event limit applies to each event as published, the batch's shared `context`
+    included but not the fields ingest adds (up to `INGEST_ADDITIONS` bytes). Because merging
+    copies the batch context into every item, the published events of one request may also
+    not exceed `EXPANSION` times the request limit in total.
     """
     if not isinstance(body, dict):
         raise InvalidRequest("body: must be a JSON object")
     received = format_ts(received_at)
+    event_limit = limits.max_event_bytes + INGEST_ADDITIONS
     if kind != "batch":
-        if body_size > limits.max_event_bytes:
-            raise _event_too_large("event", body_size, limits)
-        return [_enrich(body, kind, "", _NO_SHARED, source_id, received_at, received)]
+        event = _enrich(body, kind, "", _NO_SHARED, source_id, received_at, received)
+        if len(event.value) > event_limit:
+            raise _event_too_large("event", len(event.value), limits)
+        return [event]
     items = body.get("batch")
     if not isinstance(items, list):
         raise InvalidRequest("batch: must be an array of events")
@@ -95,24 +107,29 @@ def prepare_events(
             f"batch: {len(items)} events is over the limit of {limits.max_batch_events} per request"
         )
     shared = _batch_shared(body)
-    # An item can only be over the per-event limit if the whole body is.
-    measure = body_size > limits.max_event_bytes
+    budget = limits.max_request_bytes * EXPANSION
     out = []
     for i, item in enumerate(items):
-        prefix = f"batch[{i}]."
         if not isinstance(item, dict):
             raise InvalidRequest(f"batch[{i}]: must be a JSON object")
-        if measure:
-            size = len(_dumps(item, prefix))
-            if size > limits.max_event_bytes:
-                raise _event_too_large(f"batch[{i}]", size, limits)
-        out.append(_enrich(item, None, prefix, shared, source_id, received_at, received))
+        event = _enrich(item, None, f"batch[{i}].", shared, source_id, received_at, received)
+        size = len(event.value)
+        if size > event_limit:
+            raise _event_too_large(f"batch[{i}]", size, limits)
+        budget -= size
+        if budget < 0:
+            raise PayloadTooLarge(
+                f"batch: the events with the batch context merged in exceed "
+                f"{limits.max_request_bytes * EXPANSION} bytes (at item {i})"
+            )
+        out.append(event)
     return out
 
 
 def _event_too_large(where: str, size: int, limits: Limits) -> PayloadTooLarge:
     return PayloadTooLarge(
-        f"{where}: {size} bytes is over the per-event limit of {limits.max_event_bytes} bytes"
+        f"{where}: {size} bytes as published is over the per-event limit of "
+        f"{limits.max_event_bytes} bytes"
     )
 
 

@@ -194,7 +194,7 @@ async def test_gzip_bodies_are_accepted(stack: Stack, ingest: IngestServer, even
 async def test_oversize_events_and_requests_are_413_also_when_gzipped(
     stack: Stack, ingest: IngestServer, events_topic: str
 ) -> None:
-    big_event = {"userId": "u", "traits": {"bio": "x" * 33_000}}
+    big_event = {"userId": "u", "traits": {"bio": "x" * 34_000}}
     status, code, text = refusal(await post(ingest, "/v1/identify", big_event))
     assert (status, code) == (413, "payload_too_large")
     assert "per-event limit of 32768" in text

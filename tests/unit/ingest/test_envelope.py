@@ -271,18 +271,43 @@ def test_nesting_deeper_than_can_be_re_encoded_is_a_400() -> None:
 
 def test_an_event_over_the_per_event_limit_is_413() -> None:
     limits = Limits(max_event_bytes=1000, max_request_bytes=10_000)
-    with pytest.raises(PayloadTooLarge, match=r"event: \d+ bytes is over the per-event limit of 1000"):
-        prepare("track", {"userId": "u", "event": "E", "properties": {"x": "y" * 1000}}, limits)
+    with pytest.raises(
+        PayloadTooLarge, match=r"event: \d+ bytes as published is over the per-event limit of 1000"
+    ):
+        prepare("track", {"userId": "u", "event": "E", "properties": {"x": "y" * 1600}}, limits)
+
+
+def test_what_ingest_adds_does_not_count_against_the_limit() -> None:
+    limits = Limits(max_event_bytes=1000, max_request_bytes=10_000)
+    body = {"userId": "u", "event": "E", "properties": {"x": "y" * 950}}
+    assert 990 < len(orjson.dumps(body)) <= 1000  # just under the limit as the client sent it
+    (event,) = prepare("track", body, limits)
+    assert len(event.value) > 1000
 
 
 def test_an_oversize_item_in_a_batch_is_named_by_index() -> None:
     limits = Limits(max_event_bytes=1000, max_request_bytes=10_000)
     small = {"type": "identify", "userId": "u"}
-    big = {"type": "identify", "userId": "u", "traits": {"bio": "x" * 1200}}
-    with pytest.raises(PayloadTooLarge, match=r"batch\[2\]: \d+ bytes is over the per-event limit"):
+    big = {"type": "identify", "userId": "u", "traits": {"bio": "x" * 1600}}
+    with pytest.raises(PayloadTooLarge, match=r"batch\[2\]: \d+ bytes as published is over the per-event"):
         prepare("batch", {"batch": [small, small, big]}, limits)
     # Many small items in a body bigger than the per-event limit are fine.
     assert len(prepare("batch", {"batch": [small] * 60}, limits)) == 60
+
+
+def test_the_shared_batch_context_counts_towards_each_event() -> None:
+    limits = Limits(max_event_bytes=1000, max_request_bytes=10_000)
+    body = {"batch": [{"type": "identify", "userId": "u"}], "context": {"page": "p" * 1600}}
+    with pytest.raises(PayloadTooLarge, match=r"batch\[0\]: "):
+        prepare("batch", body, limits)
+
+
+def test_merging_the_batch_context_may_not_blow_a_request_up_without_bound() -> None:
+    limits = Limits(max_event_bytes=1000, max_request_bytes=10_000)
+    body = {"batch": [{"type": "identify", "userId": "u"}] * 100, "context": {"page": "p" * 600}}
+    assert len(orjson.dumps(body)) < 10_000
+    with pytest.raises(PayloadTooLarge, match=r"exceed 40000 bytes \(at item \d+\)"):
+        prepare("batch", body, limits)
 
 
 def test_too_many_events_in_one_batch_is_413() -> None:
