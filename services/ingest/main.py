@@ -68,6 +68,7 @@ def create_app(
             settings.ingest_events_topic,
             ack_timeout=settings.ingest_produce_timeout_seconds,
             probe_interval=settings.ingest_probe_interval_seconds,
+            max_in_flight_bytes=settings.ingest_max_in_flight_bytes,
         )
         await publisher.start()
         limiter = None

@@ -33,6 +33,24 @@ class PublishFailed(Exception):
     """Kafka did not acknowledge every record; none of the request may be assumed stored."""
 
 
+class InFlightBudget:
+    """Bytes awaiting acknowledgement, bounded: `take` refuses once `limit` would be passed,
+    except when nothing is in flight, so a single request bigger than the limit still goes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used and self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.used -= size
+
+
 class Record(Protocol):
     @property
     def key(self) -> bytes: ...
@@ -66,6 +84,7 @@ class KafkaPublisher:
         ack_timeout: float,
         probe_interval: float = 1.0,
         start_timeout: float = 10.0,
+        max_in_flight_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._factory = factory
         self._topic = topic
@@ -77,6 +96,7 @@ class KafkaPublisher:
         self._available = False
         self._broken = False
         self._supervisor: asyncio.Task[None] | None = None
+        self._budget = InFlightBudget(max_in_flight_bytes)
 
     @property
     def available(self) -> bool:
@@ -103,6 +123,17 @@ class KafkaPublisher:
         producer, batcher = self._producer, self._batcher
         if producer is None or batcher is None or not self._available:
             raise PublishFailed("Kafka is unavailable")
+        size = sum(len(record.value) for record in records)
+        if not self._budget.take(size):
+            raise PublishFailed(f"over {self._budget.limit} bytes already await Kafka (overloaded)")
+        try:
+            await self._publish(producer, batcher, records)
+        finally:
+            self._budget.give_back(size)
+
+    async def _publish(
+        self, producer: AIOKafkaProducer, batcher: PartitionBatcher, records: Sequence[Record]
+    ) -> None:
         waiting: set[asyncio.Future[None]] = set()
         try:
             async with asyncio.timeout(self._ack_timeout):

@@ -128,8 +128,7 @@ def prepare_events(
 
 def _event_too_large(where: str, size: int, limits: Limits) -> PayloadTooLarge:
     return PayloadTooLarge(
-        f"{where}: {size} bytes as published is over the per-event limit of "
-        f"{limits.max_event_bytes} bytes"
+        f"{where}: {size} bytes as published is over the per-event limit of {limits.max_event_bytes} bytes"
     )
 
 
