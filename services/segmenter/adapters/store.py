@@ -59,7 +59,8 @@ async def link_identities(session: AsyncSession, links: Sequence[tuple[str, str]
 async def lock_profiles(
     session: AsyncSession, user_ids: Iterable[str], now: datetime, *, skip_locked: bool = False
 ) -> tuple[dict[str, dict[str, Any] | None], set[str]]:
-    """Lock the users' rows in user-id order; return (states, ids of rows created just now).
+    """Lock the users' rows (existing rows in user-id order, then new ones); return (states, ids
+    of rows created just now).
 
     A state is None for a user never seen (a placeholder row is created to hold the lock; the
     caller deletes placeholders it did not fill, see `drop_placeholders`). With `skip_locked`
@@ -69,17 +70,29 @@ async def lock_profiles(
     ids = sorted(set(user_ids))
     if not ids:
         return {}, set()
+    states = await _lock(session, ids, skip_locked)
     created: set[str] = set()
-    if not skip_locked:
+    missing = [u for u in ids if u not in states]
+    if missing and not skip_locked:
+        # Only the ids with no row yet get a placeholder (most users of a batch have a row: an
+        # insert attempt for each would cost a conflict check apiece).
         result = await session.execute(
             text(
                 "INSERT INTO profiles (user_id, state, stage, first_seen) "
                 "SELECT u, '{}'::jsonb, 'new', :now FROM unnest(CAST(:ids AS text[])) AS u "
                 "ON CONFLICT (user_id) DO NOTHING RETURNING user_id"
             ),
-            {"ids": ids, "now": now},
+            {"ids": missing, "now": now},
         )
         created = {r[0] for r in result}
+        states.update(dict.fromkeys(created))
+        raced = [u for u in missing if u not in created]  # created meanwhile by another replica
+        if raced:
+            states.update(await _lock(session, raced, False))
+    return states, created
+
+
+async def _lock(session: AsyncSession, ids: list[str], skip_locked: bool) -> dict[str, dict[str, Any] | None]:
     rows = await session.execute(
         text(
             "SELECT user_id, state, merged_into FROM profiles WHERE user_id = ANY(:ids) "
@@ -87,7 +100,7 @@ async def lock_profiles(
         ),
         {"ids": ids},
     )
-    return {r.user_id: (r.state or None) if r.merged_into is None else None for r in rows}, created
+    return {r.user_id: (r.state or None) if r.merged_into is None else None for r in rows}
 
 
 async def drop_placeholders(session: AsyncSession, user_ids: Iterable[str]) -> None:
@@ -141,13 +154,16 @@ async def mark_merged(session: AsyncSession, merges: Sequence[tuple[str, str]]) 
     await _mark_merged(session, merges)
 
 
+# Each statement also filters the merged ids with `= ANY(:anons)`, so the planner looks them up
+# by index instead of hashing the whole table against the (estimated) 100 rows of unnest.
 _MERGE_STATEMENTS = (
-    "UPDATE profiles p SET merged_into = m.u, state = '{}'::jsonb FROM {m} WHERE p.user_id = m.a",
-    "UPDATE stage_history h SET user_id = m.u FROM {m} WHERE h.user_id = m.a",
+    "UPDATE profiles p SET merged_into = m.u, state = '{}'::jsonb FROM {m} "
+    "WHERE p.user_id = m.a AND p.user_id = ANY(:anons)",
+    "UPDATE stage_history h SET user_id = m.u FROM {m} WHERE h.user_id = m.a AND h.user_id = ANY(:anons)",
     "INSERT INTO activity_days (user_id, day) SELECT m.u, d.day FROM activity_days d JOIN {m} "
-    "ON d.user_id = m.a ON CONFLICT DO NOTHING",
-    "DELETE FROM activity_days d USING {m} WHERE d.user_id = m.a",
-    "DELETE FROM segment_members s USING {m} WHERE s.user_id = m.a",
+    "ON d.user_id = m.a WHERE d.user_id = ANY(:anons) ON CONFLICT DO NOTHING",
+    "DELETE FROM activity_days WHERE user_id = ANY(:anons)",
+    "DELETE FROM segment_members WHERE user_id = ANY(:anons)",
 )
 _MERGES = "unnest(CAST(:anons AS text[]), CAST(:users AS text[])) AS m(a, u)"
 
