@@ -9,6 +9,7 @@ publishes and each user's events keep their order.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from shared.runtime.metrics import RuntimeMetrics
 
 _NAMESPACE = uuid.UUID("6f1c7a4e-3b0d-4c55-9d61-2a8f0e3b7c11")
 _RELAY_LOCK = 0x7573_6572_6F70  # an arbitrary constant shared by every relay of one database
+_BACKLOG_COUNT_EVERY = 5.0  # seconds
 
 log = get_logger(__name__)
 
@@ -91,6 +93,7 @@ class OutboxRelay:
         self._send_timeout = send_timeout
         self._wake = asyncio.Event()
         self._stopping = False
+        self._next_backlog_count = 0.0
         self.healthy = True
 
     def notify(self) -> None:
@@ -176,15 +179,18 @@ class OutboxRelay:
                     {"n": self._batch_size},
                 )
             ).all()
-            backlog = len(rows)
             if rows:
                 await asyncio.wait_for(self._publish(rows), self._send_timeout)
                 await conn.execute(
                     text("DELETE FROM outbox WHERE seq = ANY(:seqs)"), {"seqs": [r.seq for r in rows]}
                 )
-                if backlog == self._batch_size:
-                    backlog = int((await conn.execute(text("SELECT count(*) FROM outbox"))).scalar_one())
-                else:
-                    backlog = 0
-            self._metrics.outbox_backlog.set(backlog)
+                if len(rows) < self._batch_size:
+                    self._metrics.outbox_backlog.set(0)
+                elif time.monotonic() >= self._next_backlog_count:
+                    # Counting a large backlog costs a scan: at most every few seconds.
+                    self._next_backlog_count = time.monotonic() + _BACKLOG_COUNT_EVERY
+                    count = await conn.execute(text("SELECT count(*) FROM outbox"))
+                    self._metrics.outbox_backlog.set(int(count.scalar_one()))  # after the delete
+            else:
+                self._metrics.outbox_backlog.set(0)
             return len(rows)

@@ -24,7 +24,7 @@ from shared.runtime.errors import Backoff, is_retryable
 from shared.runtime.metrics import RuntimeMetrics
 
 log = get_logger(__name__)
-_BACKLOG_COUNT_EVERY = timedelta(seconds=5)
+_BACKLOG_COUNT_EVERY = timedelta(seconds=15)
 
 
 @dataclass(frozen=True, slots=True)
