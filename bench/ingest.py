@@ -4,11 +4,11 @@ Starts its own private Kafka broker (scripts.stack, as the tests do) and the ing
 real uvicorn subprocess with N workers, then measures in one run:
 
 1. the ceiling: a raw aiokafka producer (acks=all, idempotent, as `shared.kafka` builds it)
-   publishing the same enriched payloads with as many events in flight as it likes, both with
-   `send()` per event and with the batch API (`create_batch`/`send_batch`, full batches); the
-   higher of the two is the ceiling;
+   publishing the same enriched payloads with as many events in flight as it likes, once with
+   `send()` per event (the usual way) and once with the batch API (`create_batch`/`send_batch`,
+   full 256 KB batches, no per-event Python work at all: what the broker and client can take);
 2. `POST /v1/batch` with 100-event batches from concurrent keep-alive connections -> events/s and
-   the ratio to the ceiling;
+   the ratio to both ceilings;
 3. `POST /v1/track` (one event per request) at a fixed concurrency -> req/s, p50 and p99.
 
 For phases 2 and 3 it also prints the CPU time the ingest workers and the broker spent per event
@@ -368,10 +368,10 @@ async def run(args: argparse.Namespace) -> None:
 
         send_rate = await ceiling_send(kafka.bootstrap, payloads, args.duration)
         batch_rate = await ceiling_batches(kafka.bootstrap, payloads, args.duration)
-        ceiling = max(send_rate, batch_rate)
         print(
-            f"\n[1] ceiling, raw aiokafka (acks=all):  send() {send_rate:>9,.0f} events/s, "
-            f"batch API {batch_rate:>9,.0f} events/s",
+            "\n[1] ceiling: a raw aiokafka producer (acks=all), the same payloads, no HTTP\n"
+            f"    send() per event:           {send_rate:>9,.0f} events/s\n"
+            f"    batch API, full batches:    {batch_rate:>9,.0f} events/s",
             flush=True,
         )
 
@@ -394,7 +394,8 @@ async def run(args: argparse.Namespace) -> None:
         eps = stats.events / elapsed
         print(
             f"[2] /v1/batch (100 events), {args.batch_concurrency} connections: {eps:>9,.0f} events/s"
-            f" = {eps / ceiling:.2f} x ceiling\n    " + describe(stats, elapsed, cpu, "event"),
+            f" = {eps / send_rate:.2f} x send() ceiling, {eps / batch_rate:.2f} x batch-API ceiling"
+            "\n    " + describe(stats, elapsed, cpu, "event"),
             flush=True,
         )
 
@@ -411,10 +412,15 @@ async def run(args: argparse.Namespace) -> None:
                 f"{stats.events / elapsed:>9,.0f} req/s\n    " + describe(stats, elapsed, cpu, "request"),
                 flush=True,
             )
-        met = eps >= 0.6 * ceiling and eps >= 50_000
+        verdicts = [
+            (">= 50,000 events/s", eps >= 50_000),
+            (">= 0.6 x send() ceiling", eps >= 0.6 * send_rate),
+            (">= 0.6 x batch-API ceiling", eps >= 0.6 * batch_rate),
+        ]
         print(
-            f"\ngoal (batch >= 0.6 x ceiling and >= 50,000 events/s): {'met' if met else 'NOT met'}"
-            f"; load average after: {os.getloadavg()[0]:.2f}"
+            "\nbatch path: "
+            + "; ".join(f"{goal}: {'met' if ok else 'NOT met'}" for goal, ok in verdicts)
+            + f"\nload average after: {os.getloadavg()[0]:.2f} (other processes skew the figures)"
         )
     finally:
         if proc is not None:
