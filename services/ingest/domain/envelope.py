@@ -25,7 +25,7 @@ import orjson
 
 from services.ingest.domain.errors import InvalidRequest, PayloadTooLarge
 from services.ingest.domain.timestamps import corrected_timestamp, format_ts, parse_ts
-from shared.events import EVENT_TYPES, MAX_MESSAGE_ID_LEN
+from shared.events import EVENT_TYPES, MAX_MESSAGE_ID_LEN, partition_key
 
 KINDS: Final = ("track", "identify", "page", "screen", "group", "alias", "batch")
 _REQUIRED: Final = {"track": "event", "alias": "previousId", "group": "groupId"}
@@ -226,8 +226,7 @@ def _enrich(
 
     _stamp_times(ev, prefix, shared, received_at, received)
     ev["sourceId"] = source_id
-    key = (user_id or anonymous_id or "").encode()
-    return OutgoingEvent(key, _dumps(ev, prefix), etype)
+    return OutgoingEvent(partition_key(ev).encode(), _dumps(ev, prefix), etype)
 
 
 def _stamp_times(
