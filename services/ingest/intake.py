@@ -1,9 +1,9 @@
 """The ingest use case: one HTTP request's body in, its events acknowledged by Kafka out.
 
-Order matters for cost and for what the client is told: size limits before parsing, the write
-key before validation (from the header or query string when present, so unauthenticated bodies
-are not parsed), the rate limit before enrichment, and `200` only after every event was
-acknowledged. Every refusal is an `IngestError`, which `api.py` turns into a status and body.
+Order matters for cost and for what the client is told: a write key from the header or query
+string is checked before the body is decompressed or parsed (one in the body, right after
+parsing), size limits before parsing, the rate limit before enrichment, and `200` only after
+every event was acknowledged. Every refusal is an `IngestError`, which `api.py` turns into a status and body.
 """
 
 from __future__ import annotations
@@ -80,9 +80,9 @@ class Intake:
         events = 1
         try:
             received_at = self._clock()
-            body = decode_body(request.body, request.content_encoding, self._limits.max_request_bytes)
             key = key_from_basic_auth(request.authorization) or request.query_write_key
             source_id = self._keys.authenticate(key) if key else None
+            body = decode_body(request.body, request.content_encoding, self._limits.max_request_bytes)
             parsed = parse_json(body)
             events = count_events(request.kind, parsed)
             if source_id is None:

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 
 from services.ingest.adapters.kafka_publisher import KafkaPublisher
@@ -171,7 +172,12 @@ def app_from_env() -> FastAPI:
 
 
 def main() -> None:
-    settings = IngestSettings()
+    """Check settings and config, then serve; exit code 2 (and why, on stderr) if either is bad."""
+    try:
+        settings = IngestSettings()
+    except ValidationError as exc:
+        print(f"ingest: invalid USEROPS_* settings: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
     configure_logging("ingest", settings.log_level)
     try:
         load_config(settings.config_path)
