@@ -10,6 +10,11 @@ A transient failure (database or broker down) retries the same batch with backof
 `ready` is False meanwhile. Any other failure re-runs the batch one message per transaction to find
 the poison message, which goes to the dead-letter topic, so one bad message never blocks the rest.
 A rebalance waits for the in-flight batch to commit; `stop()` finishes it, commits, and returns.
+
+With `lanes` > 1 that many batches are in flight at once, each from its own fixed share of the
+partitions (partition number modulo `lanes`), so one batch's database round trips overlap another's
+decoding and domain work; each partition is still processed in order by one lane, as if by
+`lanes` consumers of one group.
 """
 
 from __future__ import annotations
@@ -78,20 +83,24 @@ class RunnerSettings:
     dedupe_purge_every: timedelta = timedelta(minutes=10)
     session_timeout_ms: int = 30_000
     max_poll_interval_ms: int = 300_000
+    lanes: int = 1  # batches in flight at once, each from partitions p with p % lanes == its number
     # Static membership (KIP-345): a restarted instance with the same id takes its partitions
     # back at once instead of waiting for the group to time the old member out.
     instance_id: str | None = None
 
 
 class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, lock: asyncio.Lock, on_assign: Callable[[set[TopicPartition]], None]) -> None:
-        self._lock = lock
+    def __init__(
+        self, locks: Sequence[asyncio.Lock], on_assign: Callable[[set[TopicPartition]], None]
+    ) -> None:
+        self._locks = locks
         self._on_assign = on_assign
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # The in-flight batch holds the lock until its offsets are committed.
-        async with self._lock:
-            pass
+        # Each in-flight batch holds its lane's lock until its offsets are committed.
+        for lock in self._locks:
+            async with lock:
+                pass
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._on_assign(set(assigned))
@@ -114,7 +123,7 @@ class ConsumerRunner(Generic[T]):
         self._producer = producer
         self._metrics = metrics
         self._on_committed = on_committed or (lambda: None)
-        self._lock = asyncio.Lock()
+        self._locks = [asyncio.Lock() for _ in range(max(1, settings.lanes))]
         self._stopping = False
         self._failing = False
         self._started = False
@@ -175,24 +184,43 @@ class ConsumerRunner(Generic[T]):
                 await asyncio.sleep(delay)
                 if self._stopping:
                     return
-        consumer.subscribe(list(s.topics), listener=_WaitForBatch(self._lock, self._assigned_cb))
+        consumer.subscribe(list(s.topics), listener=_WaitForBatch(self._locks, self._assigned_cb))
         self._started = True
         self._set_failing(False)
         log.info("consumer started", consumer=s.consumer, topics=list(s.topics))
         try:
-            while not self._stopping:
-                batches = await consumer.getmany(timeout_ms=s.poll_timeout_ms, max_records=s.max_batch)
-                if batches:
-                    async with self._lock:
-                        await self._process(batches)
-                        await self._commit(consumer, batches)
-                self._record_lag(consumer)
-                await self._maybe_purge()
+            if len(self._locks) == 1:
+                await self._lane(consumer, 0)
+            else:
+                async with asyncio.TaskGroup() as lanes:
+                    for lane in range(len(self._locks)):
+                        lanes.create_task(self._lane(consumer, lane))
         finally:
             self._started = False
             self._ready_gauge.set(0)
             await consumer.stop()
             log.info("consumer stopped", consumer=s.consumer)
+
+    async def _lane(self, consumer: AIOKafkaConsumer, lane: int) -> None:
+        """Poll, apply and commit batches of this lane's partitions until stopped."""
+        s = self.settings
+        lanes = len(self._locks)
+        while not self._stopping:
+            if lanes == 1:
+                batches = await consumer.getmany(timeout_ms=s.poll_timeout_ms, max_records=s.max_batch)
+            else:
+                mine = [tp for tp in self._assigned if tp.partition % lanes == lane]
+                if not mine:  # nothing assigned to this lane (yet): look again after a poll's time
+                    await asyncio.sleep(s.poll_timeout_ms / 1000)
+                    continue
+                batches = await consumer.getmany(*mine, timeout_ms=s.poll_timeout_ms, max_records=s.max_batch)
+            if batches:
+                async with self._locks[lane]:
+                    await self._process(batches)
+                    await self._commit(consumer, batches)
+            if lane == 0:
+                self._record_lag(consumer)
+            await self._maybe_purge()
 
     async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
         started = time.perf_counter()

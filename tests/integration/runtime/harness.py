@@ -112,6 +112,7 @@ async def running_service(
     out_topic: str,
     dlq_topic: str,
     max_batch: int = 100,
+    lanes: int = 1,
 ) -> AsyncIterator[Service]:
     engine = create_engine(db_url, pool_size=4)
     await create_schema(engine)
@@ -129,6 +130,7 @@ async def running_service(
             deadletter_topic=dlq_topic,
             max_batch=max_batch,
             poll_timeout_ms=100,
+            lanes=lanes,
         ),
         handler,
         session_factory(engine),

@@ -102,6 +102,34 @@ async def test_each_message_applied_once_even_when_redelivered(
     assert len(set(ids)) == 200
 
 
+async def test_lanes_apply_each_partition_once_and_in_order(
+    stack: Stack, topics: dict[str, str], database: str
+) -> None:
+    values = msgs(30, 12)
+    await produce(stack.bootstrap, topics[EVENTS], values)
+    expected = {f"u{u}": (sum(range(1, 13)), 12) for u in range(30)}
+    async with running_service(
+        stack.bootstrap,
+        database,
+        unique("g"),
+        topics[EVENTS],
+        topics[OUT],
+        topics[DLQ],
+        max_batch=20,
+        lanes=2,
+    ) as svc:
+        await eventually(lambda: _eq(counters(svc.engine), expected))
+        await eventually(lambda: _lag_zero(svc.registry))
+    outputs = await read_all(stack.bootstrap, topics[OUT], expect=len(values))
+    assert len(outputs) == len(values)
+    # Each output names its input; per user they must come out in the order the inputs went in.
+    seen: dict[str, list[int]] = {}
+    for r in outputs:
+        _, user, i = orjson.loads(r.value)["input"].split("-")
+        seen.setdefault(user, []).append(int(i))
+    assert seen == {str(u): list(range(12)) for u in range(30)}
+
+
 async def _eq(coro: Any, expected: Any) -> bool:
     return bool(await coro == expected)
 
