@@ -73,6 +73,16 @@ class SegmenterHandler:
         involved = {e.user_id for e in events if e.user_id} | anonymous | set(links.values())
         involved.discard("")
         states, created = await store.lock_profiles(session, involved, now)
+        if anonymous:
+            # Whoever links an anonymous id holds its row, which we hold now: read the links
+            # again, so one committed meanwhile (another replica or lane merging the profile)
+            # sends this batch's events to the user rather than to the retired profile.
+            links = await store.resolve_identities(session, anonymous)
+            late = set(links.values()) - states.keys()
+            if late:
+                more, made = await store.lock_profiles(session, late, now)
+                states.update(more)
+                created |= made
         batch = _Batch(states=_parse(states), created=created)
         for event in events:
             link = identity_link(event)

@@ -125,6 +125,7 @@ def create_app(
                 bootstrap=settings.kafka_bootstrap,
                 deadletter_topic=settings.deadletter_topic,
                 max_batch=settings.segmenter_max_batch,
+                lanes=settings.segmenter_lanes,
                 instance_id=settings.segmenter_instance_id,
                 session_timeout_ms=settings.segmenter_session_timeout_ms,
             ),
@@ -139,7 +140,9 @@ def create_app(
             asyncio.create_task(parts.runner.run(), name="consumer"),
             asyncio.create_task(parts.relay.run(), name="outbox-relay"),
             *(asyncio.create_task(w.run(), name=f"timers-{i}") for i, w in enumerate(parts.timer_workers)),
-            asyncio.create_task(business.run(engine), name="business-metrics"),
+            asyncio.create_task(
+                business.run(engine, every=settings.segmenter_metrics_every), name="business-metrics"
+            ),
         ]
         for task in parts.tasks:
             task.add_done_callback(_report_crash)
