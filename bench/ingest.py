@@ -45,10 +45,9 @@ sys.path.insert(0, str(REPO))
 from scripts.stack import KafkaNode  # noqa: E402
 from scripts.stack.procs import free_port  # noqa: E402
 from scripts.stack.topics import ensure_topics  # noqa: E402
-from services.ingest.adapters.partitioner import partition_for  # noqa: E402
 from services.ingest.config import default_workers  # noqa: E402
 from services.ingest.domain.envelope import Limits, prepare_events  # noqa: E402
-from shared.kafka import create_producer  # noqa: E402
+from shared.kafka import create_producer, partition_for  # noqa: E402
 
 WRITE_KEY = "bench-write-key"
 TOPIC = "userops.events.v1"

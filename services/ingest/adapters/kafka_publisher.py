@@ -23,7 +23,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from services.ingest.adapters.batching import PartitionBatcher, RecordTooLarge
-from services.ingest.adapters.partitioner import partition_for
+from shared.kafka import partition_for
 from shared.logging import get_logger
 
 log = get_logger(__name__)

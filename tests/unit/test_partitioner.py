@@ -1,4 +1,4 @@
-"""The default Kafka partitioner, reimplemented for speed (adapters/partitioner.py)."""
+"""The default Kafka partitioner, reimplemented for speed (shared/kafka.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.ingest.adapters.partitioner import murmur2, partition_for
+from shared.kafka import murmur2, partition_for
 
 
 def signed(value: int) -> int:
