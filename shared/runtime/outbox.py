@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.kafka import partition_for
 from shared.logging import get_logger
-from shared.runtime.errors import Backoff, is_retryable
+from shared.runtime.loop import WorkLoop
 from shared.runtime.metrics import RuntimeMetrics
 
 _NAMESPACE = uuid.UUID("6f1c7a4e-3b0d-4c55-9d61-2a8f0e3b7c11")
@@ -72,7 +72,7 @@ async def add(session: AsyncSession, messages: Sequence[OutboxMessage]) -> None:
     )
 
 
-class OutboxRelay:
+class OutboxRelay(WorkLoop):
     """Publishes committed outbox rows to Kafka, then deletes them. Run with `run()`; wake with `notify()`."""
 
     def __init__(
@@ -91,17 +91,8 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._idle_interval = idle_interval
         self._send_timeout = send_timeout
-        self._wake = asyncio.Event()
-        self._stopping = False
         self._next_backlog_count = 0.0
-        self.healthy = True
-
-    def notify(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
+        super().__init__("outbox relay", drain_on_stop=True)
 
     async def _publish(self, rows: Sequence[Any]) -> None:
         """Send `rows` (in `seq` order) and wait until Kafka acknowledged every one.
@@ -141,29 +132,12 @@ class OutboxRelay:
         await asyncio.gather(*futures)
 
     async def run(self) -> None:
-        backoff = Backoff()
-        while True:
-            try:
-                sent = await self.relay_once()
-                self.healthy = True
-                backoff.reset()
-            except Exception as exc:
-                if not is_retryable(exc):
-                    raise
-                self.healthy = False
-                delay = backoff.next()
-                log.warning("outbox relay failed; retrying", error=repr(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                continue
-            if sent:
-                continue
-            if self._stopping:
-                return
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._idle_interval)
-            except TimeoutError:
-                pass
+        """Relay until stopped; a stop drains what is committed first."""
+
+        async def idle() -> float:
+            return self._idle_interval
+
+        await self.loop(self.relay_once, idle)
 
     async def relay_once(self) -> int:
         """Publish one batch; return how many rows were published (0 when idle or not the leader)."""

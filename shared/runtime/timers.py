@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.logging import get_logger
-from shared.runtime.errors import Backoff, is_retryable
+from shared.runtime.loop import WorkLoop
 from shared.runtime.metrics import RuntimeMetrics
 
 log = get_logger(__name__)
@@ -111,7 +111,7 @@ class TimerHandler(Protocol):
         ...
 
 
-class TimerWorker:
+class TimerWorker(WorkLoop):
     """Fires due timers of the given kinds; run several (or several replicas) safely."""
 
     def __init__(
@@ -134,40 +134,11 @@ class TimerWorker:
         self._batch_size = batch_size
         self._idle_interval = idle_interval
         self._clock = clock
-        self._stopping = False
-        self._wake = asyncio.Event()
         self._next_backlog_count = datetime.min.replace(tzinfo=UTC)
-        self.healthy = True
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-
-    def notify(self) -> None:
-        self._wake.set()
+        super().__init__("timer batch", drain_on_stop=False)
 
     async def run(self) -> None:
-        backoff = Backoff()
-        while not self._stopping:
-            try:
-                fired = await self.fire_due()
-                self.healthy = True
-                backoff.reset()
-            except Exception as exc:
-                if not is_retryable(exc):
-                    raise
-                self.healthy = False
-                delay = backoff.next()
-                log.warning("timer batch failed; retrying", error=repr(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                continue
-            if fired:
-                continue
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), await self._idle_wait())
-            except TimeoutError:
-                pass
+        await self.loop(self.fire_due, self._idle_wait)
 
     async def _idle_wait(self) -> float:
         """Sleep until the next timer is due (bounded), so deadlines fire on time without busy polling."""
