@@ -333,12 +333,7 @@ def describe(stats: Stats, elapsed: float, cpu: tuple[float, float], unit: str) 
 
 async def run(args: argparse.Namespace) -> None:
     home = REPO / ".local" / f"bench-{os.getpid()}"
-    kafka = KafkaNode(
-        home=home / "kafka",
-        libs=REPO / ".local" / "kafka" / "libs",
-        port=free_port(),
-        controller_port=free_port(),
-    )
+    kafka = KafkaNode.on_free_ports(home / "kafka")
     print(f"starting a private Kafka on {kafka.bootstrap} ...", flush=True)
     kafka.start()
     proc = None

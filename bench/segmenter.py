@@ -420,12 +420,7 @@ def main() -> None:
     args = p.parse_args()
 
     home = REPO / ".local" / f"bench-{os.getpid()}"
-    kafka = KafkaNode(
-        home=home / "kafka",
-        libs=REPO / ".local" / "kafka" / "libs",
-        port=free_port(),
-        controller_port=free_port(),
-    )
+    kafka = KafkaNode.on_free_ports(home / "kafka")
     postgres = PostgresNode(home=home / "postgres", port=free_port(), fsync=args.fsync == "on")
     env = dict(item.split("=", 1) for item in args.env)
     load = os.getloadavg()

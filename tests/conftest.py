@@ -36,12 +36,7 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     home = REPO_ROOT / ".local" / f"test-{os.getpid()}"
-    kafka = KafkaNode(
-        home=home / "kafka",
-        libs=REPO_ROOT / ".local" / "kafka" / "libs",
-        port=free_port(),
-        controller_port=free_port(),
-    )
+    kafka = KafkaNode.on_free_ports(home / "kafka")
     postgres = PostgresNode(home=home / "postgres", port=free_port(), fsync=False)
     kafka.start()
     postgres.start()

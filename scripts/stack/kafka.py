@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.stack.errors import StackError
-from scripts.stack.procs import port_in_use, read_pid, stop_pid
+from scripts.stack.procs import free_port, port_in_use, read_pid, stop_pid
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_LIBS = REPO_ROOT / ".local" / "kafka" / "libs"  # fetched once, used by every local broker
 POM = REPO_ROOT / "scripts" / "kafka" / "pom.xml"
 READY_LINE = "Kafka Server started"
 
@@ -83,6 +84,11 @@ class KafkaNode:
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", self.home.resolve())
         object.__setattr__(self, "libs", self.libs.resolve())
+
+    @classmethod
+    def on_free_ports(cls, home: Path) -> KafkaNode:
+        """A broker of its own under `home` (tests, benchmarks), on free ports, with the shared jars."""
+        return cls(home=home, libs=SHARED_LIBS, port=free_port(), controller_port=free_port())
 
     @property
     def bootstrap(self) -> str:

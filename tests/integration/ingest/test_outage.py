@@ -22,7 +22,6 @@ from segment.analytics import Client as SegmentClient
 
 from scripts.stack import KafkaNode
 from scripts.stack.kafka import REPO_ROOT
-from scripts.stack.procs import free_port
 from scripts.stack.topics import ensure_topics
 from tests.conftest import eventually
 from tests.integration.ingest.harness import (
@@ -40,9 +39,7 @@ from tests.integration.ingest.harness import (
 @pytest.fixture
 def private_kafka() -> Iterator[KafkaNode]:
     home = REPO_ROOT / ".local" / f"test-{os.getpid()}-outage-{uuid.uuid4().hex[:6]}"
-    node = KafkaNode(
-        home=home, libs=REPO_ROOT / ".local" / "kafka" / "libs", port=free_port(), controller_port=free_port()
-    )
+    node = KafkaNode.on_free_ports(home)
     node.start()
     try:
         yield node
