@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 from sqlalchemy import exc as sa_exc
 
@@ -63,17 +64,32 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 class Backoff:
-    """Exponential backoff with a cap; `reset()` after a success."""
+    """Exponential backoff with a cap and full jitter; `reset()` after a success.
 
-    def __init__(self, initial: float = 0.1, maximum: float = 5.0) -> None:
+    The n-th delay is drawn uniformly from [base/2, base] where base = initial * 2**n (capped at
+    `maximum`), so replicas retrying against the same outage spread out instead of stampeding.
+    The one retry policy of the runtime: the runner, the work loops, timers and jobs all use it.
+    """
+
+    def __init__(self, initial: float = 0.1, maximum: float = 5.0, *, jitter: bool = True) -> None:
         self.initial = initial
         self.maximum = maximum
+        self.jitter = jitter
         self.current = initial
+        self.attempts = 0
 
     def next(self) -> float:
-        delay = self.current
+        base = self.current
         self.current = min(self.current * 2, self.maximum)
-        return delay
+        self.attempts += 1
+        return random.uniform(base / 2, base) if self.jitter else base
 
     def reset(self) -> None:
         self.current = self.initial
+        self.attempts = 0
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float, *, jitter: bool = True) -> float:
+    """The delay before retry number `attempt` (1-based) of a durable item (a timer, a job)."""
+    base = min(maximum, initial * (2 ** max(0, attempt - 1)))
+    return random.uniform(base / 2, base) if jitter else base

@@ -6,7 +6,7 @@ Revises:
 
 from alembic import op
 
-from shared.runtime.schema import RUNTIME_DDL
+from shared.runtime.schema import RUNTIME_REVISIONS
 
 revision = "0001"
 down_revision = None
@@ -69,5 +69,5 @@ DDL = (
 
 
 def upgrade() -> None:
-    for statement in (*RUNTIME_DDL, *DDL):
+    for statement in (*RUNTIME_REVISIONS[0], *DDL):
         op.execute(statement)
