@@ -1,4 +1,4 @@
-"""HTTP pieces every service shares: liveness/readiness probes and admin bearer-token auth."""
+"""HTTP pieces every service shares: probes, `{"code", "message"}` errors, admin bearer-token auth."""
 
 from __future__ import annotations
 
@@ -6,13 +6,35 @@ import hmac
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    422: "unprocessable",
+    429: "rate_limited",
+    503: "unavailable",
+}
 
 
-def probes_router(ready: Callable[[], tuple[bool, dict[str, Any]]]) -> APIRouter:
-    """`/health` answers while the process lives; `/ready` is 503 while any part is not ready.
+def probes_router(
+    ready: Callable[[], tuple[bool, dict[str, Any]]], alive: Callable[[], bool] = lambda: True
+) -> APIRouter:
+    """`/health` answers 200 while the process is alive and whole (503 once an essential part died
+    and the process is on its way out); `/ready` is 503 while any part is not ready.
 
     `ready()` returns (ok, details): the details (each part's check, and e.g. the partitions this
     instance owns) are the body of `/ready`, for operators.
@@ -20,8 +42,9 @@ def probes_router(ready: Callable[[], tuple[bool, dict[str, Any]]]) -> APIRouter
     router = APIRouter(tags=["probes"])
 
     @router.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    def health() -> JSONResponse:
+        ok = alive()
+        return JSONResponse({"status": "ok" if ok else "failed"}, status_code=200 if ok else 503)
 
     @router.get("/ready")
     def ready_probe() -> JSONResponse:
@@ -29,6 +52,43 @@ def probes_router(ready: Callable[[], tuple[bool, dict[str, Any]]]) -> APIRouter
         return JSONResponse({"ready": ok, "checks": parts}, status_code=200 if ok else 503)
 
     return router
+
+
+def error_body(status_code: int, detail: Any) -> dict[str, str]:
+    """`{"code", "message"}` from an HTTPException's detail (a dict with both, or a message)."""
+    if isinstance(detail, dict) and "code" in detail and "message" in detail:
+        return {"code": str(detail["code"]), "message": str(detail["message"])}
+    return {"code": _CODES.get(status_code, "http_error"), "message": str(detail)}
+
+
+def install_json_errors(app: FastAPI) -> None:
+    """Every error of `app`, FastAPI's and Starlette's own included, as `{"code", "message"}`."""
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return JSONResponse(
+            error_body(exc.status_code, exc.detail),
+            status_code=exc.status_code,
+            headers=dict(exc.headers or {}),
+        )
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}"
+            for err in exc.errors()
+        )
+        return JSONResponse(
+            {"code": "invalid_request", "message": problems or "invalid request"}, status_code=400
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", error=repr(exc)[:500], path=request.url.path)
+        return JSONResponse({"code": "internal_error", "message": "internal error"}, status_code=500)
+
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_unexpected)
 
 
 _bearer = HTTPBearer(auto_error=False)
