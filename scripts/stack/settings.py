@@ -20,6 +20,8 @@ class StackSettings(BaseSettings):
     topic_partitions: int = 12
     ingest_port: int = 8000
     segmenter_port: int = 8001
+    rewards_port: int = 8002
+    notifier_port: int = 8003
 
     @property
     def kafka(self) -> KafkaNode:

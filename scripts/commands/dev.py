@@ -1,0 +1,160 @@
+"""`userops dev`: the local stack (a real Kafka and PostgreSQL without Docker) and its services."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+
+import typer
+
+from scripts.commands import fail
+from scripts.stack import StackError
+from scripts.stack.procs import port_in_use, read_pid
+from scripts.stack.services import service_env, service_port, service_specs
+from scripts.stack.settings import StackSettings
+from scripts.stack.supervisor import Supervisor
+from scripts.stack.topics import ensure_topics
+
+dev = typer.Typer(help="The local stack: a real Kafka and PostgreSQL without Docker.", no_args_is_help=True)
+
+DEV_WRITE_KEY = "dev-write-key"
+DEV_ADMIN_TOKEN = "dev-admin-token"
+
+
+def stack_up(settings: StackSettings) -> None:
+    kafka, pg = settings.kafka, settings.postgres
+    try:
+        typer.echo(f"kafka      starting on {kafka.bootstrap} ...")
+        kafka.start()
+        created = asyncio.run(ensure_topics(kafka.bootstrap, settings.topic_partitions))
+        typer.echo(f"kafka      ready; topics created: {', '.join(created) or 'none (all exist)'}")
+        pg.start()
+        pg.ensure_databases()
+        typer.echo(f"postgres   ready on 127.0.0.1:{pg.port} (databases segmenter, rewards, notifier)")
+    except StackError as exc:
+        fail(str(exc))
+
+
+@dev.command("up")
+def dev_up() -> None:
+    """Start Kafka and PostgreSQL (idempotent) and create topics and databases.
+
+    Example: userops dev up
+    """
+    stack_up(StackSettings())
+
+
+@dev.command("down")
+def dev_down() -> None:
+    """Stop Kafka and PostgreSQL (idempotent); data is kept under the stack home.
+
+    Example: userops dev down
+    """
+    settings = StackSettings()
+    settings.kafka.stop()
+    settings.postgres.stop()
+    typer.echo("stack stopped")
+
+
+@dev.command("status")
+def dev_status() -> None:
+    """Say what runs.
+
+    Example: userops dev status
+    """
+    settings = StackSettings()
+    k, p = settings.kafka, settings.postgres
+    typer.echo(f"kafka      {'running' if k.is_running() else 'stopped'}  {k.bootstrap}")
+    typer.echo(f"postgres   {'running' if p.is_running() else 'stopped'}  127.0.0.1:{p.port}")
+    run_pid = read_pid(settings.home / "run.pid")
+    typer.echo(f"services   {f'running (pid {run_pid})' if run_pid else 'stopped'}")
+
+
+@dev.command("run")
+def dev_run(
+    ready_timeout: float = typer.Option(120.0, help="seconds every service has to answer /ready"),
+) -> None:
+    """Start the stack and every service in the foreground and keep them running.
+
+    A service that dies is restarted with exponential backoff while the others keep serving;
+    a service that exits before it is ready is reported (exit code, last log lines) and the
+    command exits 1. Ctrl-C stops the services; the stack keeps running (`make stop`).
+
+    Example: userops dev run
+    """
+    settings = StackSettings()
+    run_pid_file = settings.home / "run.pid"
+    other = read_pid(run_pid_file)
+    if other is not None:
+        fail(f"userops is already running (pid {other}); stop it with Ctrl-C there or `make stop`.")
+    specs_preview = service_specs(settings, {})
+    for spec in specs_preview:
+        port = service_port(settings, spec.name)
+        if port_in_use(port):
+            fail(
+                f"port {port} ({spec.name}) is already in use; set USEROPS_{spec.name.upper()}_PORT to another port."
+            )
+    stack_up(settings)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    run_pid_file.write_text(f"{os.getpid()}\n")
+    env = service_env(settings, os.environ, tuple(s.name for s in specs_preview))
+    # Local-only defaults so a fresh clone runs; set real secrets in the environment.
+    env.setdefault("USEROPS_DEV_WRITE_KEY", DEV_WRITE_KEY)
+    env.setdefault("USEROPS_ADMIN_TOKEN", DEV_ADMIN_TOKEN)
+    supervisor = Supervisor(service_specs(settings, env))
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    failed = False
+    try:
+        supervisor.start()
+        failure = supervisor.wait_ready(
+            ready_timeout,
+            on_ready=lambda name: typer.echo(
+                f"{name:<10} ready on http://127.0.0.1:{service_port(settings, name)}", err=True
+            ),
+        )
+        if failure is not None:
+            failed = True
+            typer.secho(f"error: {failure.describe()}", fg=typer.colors.RED, err=True)
+        else:
+            _print_banner(settings, env)
+            supervisor.run(stop)
+    finally:
+        supervisor.stop()
+        run_pid_file.unlink(missing_ok=True)
+        typer.echo("services stopped; the stack keeps running (`make stop` stops it)", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _print_banner(settings: StackSettings, env: dict[str, str]) -> None:
+    key, token = env["USEROPS_DEV_WRITE_KEY"], env["USEROPS_ADMIN_TOKEN"]
+    out = sys.stderr  # stdout carries the services' JSON log lines
+    typer.secho(
+        f"\nuserops ingest on http://127.0.0.1:{settings.ingest_port}  (docs: /docs)", bold=True, file=out
+    )
+    typer.echo(
+        "send an event:\n"
+        f"  curl -s -u {key}: http://127.0.0.1:{settings.ingest_port}/v1/track \\\n"
+        "    -H 'Content-Type: application/json' \\\n"
+        '    -d \'{"userId": "u1", "event": "Order Completed", "properties": {"revenue": 42}}\'\n',
+        file=out,
+    )
+    typer.secho(
+        f"segmenter admin API on http://127.0.0.1:{settings.segmenter_port}  (docs: /docs)",
+        bold=True,
+        file=out,
+    )
+    typer.echo(
+        "see the user's stage and segments:\n"
+        f"  curl -s -H 'Authorization: Bearer {token}' http://127.0.0.1:{settings.segmenter_port}/v1/users/u1\n",
+        file=out,
+    )
