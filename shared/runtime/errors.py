@@ -21,9 +21,18 @@ class RetryableError(Exception):
     """Infrastructure is unavailable (database, broker): retry with backoff, never skip."""
 
 
-# SQLSTATEs that mean "try the same transaction again": serialization failure, deadlock,
-# and the connection/operator-intervention classes (08xxx, 57Pxx: the server went away).
-_RETRYABLE_SQLSTATES = ("40001", "40P01", "08", "57P", "53")
+class ConsumerFailed(Exception):
+    """The consumer cannot go on (a bug past the retry bound, the dead-letter breaker, a bad setting).
+
+    `ConsumerRunner.run()` raises it; the process must exit non-zero so its supervisor restarts it.
+    """
+
+
+# SQLSTATEs that mean "try the same transaction again": serialization failure, deadlock, the
+# connection/operator-intervention classes (08xxx, 57Pxx: the server went away), insufficient
+# resources (53xxx), a read-only transaction (25006: connected to a standby after a failover),
+# a cancelled statement (57014: statement_timeout or pg_cancel_backend) and a lock timeout (55P03).
+_RETRYABLE_SQLSTATES = ("40001", "40P01", "08", "57P", "53", "25006", "57014", "55P03")
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -2,7 +2,8 @@
 
 `step()` does one unit of work and says whether it found any. Found work → step again at once;
 none → sleep until `notify()` or the idle wait passes. A transient failure backs off and retries
-(`healthy` is False meanwhile, for `/ready`); any other failure ends the loop with the error.
+(`healthy` is False meanwhile, for `/ready`), logged once when it starts and once when it ends;
+any other failure ends the loop with the error.
 """
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from shared.logging import get_logger
 from shared.runtime.errors import Backoff, is_retryable
-
-log = get_logger(__name__)
+from shared.runtime.retry import FailureLog
 
 
 class WorkLoop:
@@ -37,17 +36,19 @@ class WorkLoop:
         self, step: Callable[[], Awaitable[int]], idle_wait: Callable[[], Awaitable[float]]
     ) -> None:
         backoff = Backoff()
+        failures = FailureLog(self._what)
         while self._drain_on_stop or not self._stopping:
             try:
                 done = await step()
                 self.healthy = True
                 backoff.reset()
+                failures.recovered()
             except Exception as exc:
                 if not is_retryable(exc):
                     raise
                 self.healthy = False
                 delay = backoff.next()
-                log.warning(f"{self._what} failed; retrying", error=repr(exc), retry_in=delay)
+                failures.failed(exc, delay)
                 await asyncio.sleep(delay)
                 continue
             if done:

@@ -1,16 +1,15 @@
 """Transactional outbox: output events written in the handler's transaction, relayed afterwards.
 
-Output ids are deterministic (`output_id`), and inserting an id twice is a no-op, so a redelivered
-input or a replay never publishes a second, different copy. The relay publishes in `seq` order
-under a transaction-scoped advisory lock, so with any number of replicas one relay at a time
-publishes and each user's events keep their order.
+Output ids are deterministic (`shared.ids.output_id`, the one function that makes them), and
+inserting an id twice is a no-op, so a redelivered input or a replay never publishes a second,
+different copy. The relay publishes in `seq` order under a transaction-scoped advisory lock, so
+with any number of replicas one relay at a time publishes and each user's events keep their order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,16 +24,10 @@ from shared.logging import get_logger
 from shared.runtime.loop import WorkLoop
 from shared.runtime.metrics import RuntimeMetrics
 
-_NAMESPACE = uuid.UUID("6f1c7a4e-3b0d-4c55-9d61-2a8f0e3b7c11")
 _RELAY_LOCK = 0x7573_6572_6F70  # an arbitrary constant shared by every relay of one database
 _BACKLOG_COUNT_EVERY = 5.0  # seconds
 
 log = get_logger(__name__)
-
-
-def output_id(input_id: str, rule: str) -> str:
-    """A deterministic id for the output that `rule` derived from input `input_id`."""
-    return str(uuid.uuid5(_NAMESPACE, f"{input_id}\x1f{rule}"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,12 +14,13 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from shared import ids
 from shared.kafka import create_producer
 from shared.runtime import outbox, timers
 from shared.runtime.db import create_engine, session_factory
 from shared.runtime.errors import PermanentError
 from shared.runtime.metrics import RuntimeMetrics
-from shared.runtime.runner import ConsumerRunner, Decoded, Message, RunnerSettings
+from shared.runtime.runner import ConsumerRunner, Decoded, Message, Record, RunnerSettings
 from shared.runtime.schema import RUNTIME_DDL
 
 COUNTER_DDL = (
@@ -30,32 +31,47 @@ COUNTER_DDL = (
 
 
 async def create_schema(engine: AsyncEngine) -> None:
+    """The runtime's schema and the counters, once per database (revision 2 is not re-runnable:
+    it recreates the dedupe table, as a service's migration does exactly once)."""
     async with engine.begin() as conn:
+        if (await conn.execute(text("SELECT to_regclass('jobs')"))).scalar() is not None:
+            return
         for ddl in (*RUNTIME_DDL, *COUNTER_DDL):
             await conn.execute(text(ddl))
 
 
+SOURCE = "test.counts.v1"
+"""The contract name the counting handler's input ids are scoped by (like `shared.topics.EVENTS`)."""
+
+
 @dataclass
 class CountingHandler:
-    """Adds `n` to the user's total; `{"poison": true}` is a permanent failure."""
+    """Adds `n` to the user's total.
+
+    `{"poison": true}` raises PermanentError in handle() (dead-lettered); `{"bug": true}` raises a
+    KeyError there (a code bug: retried, never dead-lettered); bytes that are not a JSON object
+    with an id fail decode() (dead-lettered).
+    """
 
     output_topic: str
     batches: list[int] = field(default_factory=list)
 
-    def decode(self, topic: str, key: bytes | None, value: bytes) -> Decoded[dict[str, Any]]:
+    def decode(self, record: Record) -> Decoded[dict[str, Any]]:
         try:
-            data = orjson.loads(value)
+            data = orjson.loads(record.value)
         except orjson.JSONDecodeError as exc:
             raise PermanentError("undecodable", str(exc)) from exc
         if not isinstance(data, dict) or "id" not in data:
             raise PermanentError("invalid", "missing id")
-        return Decoded(data, str(data["id"]))
+        return Decoded(data, ids.input_id(SOURCE, str(data.get("user", "")), str(data["id"])))
 
     async def handle(self, session: AsyncSession, messages: Sequence[Message[dict[str, Any]]]) -> None:
         self.batches.append(len(messages))
         for m in messages:
             if m.value.get("poison"):
-                raise PermanentError("poison", f"message {m.key} is poison")
+                raise PermanentError("poison", "this message is poison")
+            if m.value.get("bug"):
+                _ = m.value["no such field"]  # a code bug: KeyError
             await session.execute(
                 text(
                     "INSERT INTO counters VALUES (:u, :n, 1) ON CONFLICT (user_id) DO UPDATE "
@@ -67,10 +83,10 @@ class CountingHandler:
             session,
             [
                 outbox.OutboxMessage(
-                    id=outbox.output_id(m.key, "counted"),
+                    id=ids.output_id(m.input_id, "counted"),
                     topic=self.output_topic,
                     key=m.value["user"],
-                    value={"id": outbox.output_id(m.key, "counted"), "input": m.key},
+                    value={"id": ids.output_id(m.input_id, "counted"), "input": m.value["id"]},
                 )
                 for m in messages
             ],
@@ -101,6 +117,8 @@ class Service:
     relay: outbox.OutboxRelay
     registry: CollectorRegistry
     handler: CountingHandler
+    runner_task: asyncio.Task[None]
+    expect_failure: bool = False  # a test that makes run() raise says so; otherwise it is re-raised
 
 
 @contextlib.asynccontextmanager
@@ -113,7 +131,9 @@ async def running_service(
     dlq_topic: str,
     max_batch: int = 100,
     lanes: int = 1,
+    **overrides: Any,
 ) -> AsyncIterator[Service]:
+    """A counting service on the runtime; `overrides` are further `RunnerSettings` fields."""
     engine = create_engine(db_url, pool_size=4)
     await create_schema(engine)
     registry = CollectorRegistry()
@@ -131,6 +151,7 @@ async def running_service(
             max_batch=max_batch,
             poll_timeout_ms=100,
             lanes=lanes,
+            **overrides,
         ),
         handler,
         session_factory(engine),
@@ -139,14 +160,18 @@ async def running_service(
         on_committed=relay.notify,
     )
     tasks = [asyncio.create_task(runner.run()), asyncio.create_task(relay.run())]
+    svc = Service(engine, runner, relay, registry, handler, tasks[0])
     try:
-        yield Service(engine, runner, relay, registry, handler)
+        yield svc
     finally:
         runner.stop()
         relay.stop()
-        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
         await producer.stop()
         await engine.dispose()
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors and not svc.expect_failure:
+            raise errors[0]
 
 
 async def counters(engine: AsyncEngine) -> dict[str, tuple[int, int]]:

@@ -162,7 +162,7 @@ async def test_poison_message_is_dead_lettered_and_processing_continues(
         assert h["source_topic"] == topics[EVENTS].encode()
         assert h["consumer"] == group.encode()
         assert h["reason"] == b"undecodable"
-        assert {"source_partition", "source_offset", "error"} <= h.keys()
+        assert {"source_partition", "source_offset", "error", "dead_lettered_at"} <= h.keys()
         assert headers[orjson.dumps(values[10])]["reason"] == b"poison"
         dl = {
             s.labels["reason"]: s.value
@@ -232,6 +232,7 @@ async def test_two_timer_workers_fire_each_timer_once(stack: Stack, database: st
 async def test_dedupe_keys_older_than_retention_are_purged(database: str) -> None:
     from datetime import UTC, datetime, timedelta
 
+    from shared.ids import dedupe_hash
     from shared.runtime import dedupe
 
     engine = create_engine(database, pool_size=2)
@@ -239,14 +240,21 @@ async def test_dedupe_keys_older_than_retention_are_purged(database: str) -> Non
     sessions = session_factory(engine)
     async with sessions() as s, s.begin():
         assert await dedupe.claim(s, "c", ["old", "new"]) == {"old", "new"}
+        assert await dedupe.claim(s, "other", ["old"]) == {"old"}
         await s.execute(
-            text("UPDATE processed_messages SET processed_at = now() - interval '8 days' WHERE key = 'old'")
+            text(
+                "UPDATE processed_messages SET processed_at = now() - interval '8 days' WHERE key_hash = :h"
+            ),
+            {"h": dedupe_hash("old")},
         )
     async with sessions() as s, s.begin():
-        removed = await dedupe.purge(s, datetime.now(UTC) - timedelta(days=7))
+        removed = await dedupe.purge(s, "c", datetime.now(UTC) - timedelta(days=7))
     async with sessions() as s, s.begin():
-        # A purged key can be claimed again; a kept one is still a duplicate.
+        # A purged key can be claimed again; a kept one is still a duplicate; another consumer's
+        # keys are its own business.
         again = await dedupe.claim(s, "c", ["old", "new"])
+        others = await dedupe.claim(s, "other", ["old"])
     await engine.dispose()
     assert removed == 1
     assert again == {"old"}
+    assert others == set()
