@@ -24,6 +24,7 @@ class SegmenterMetrics:
     users: Gauge
     transitions: Counter
     segment_members: Gauge
+    amounts_rejected: Counter
     _last_history_id: int = field(default=-1)
     _known_segments: set[str] = field(default_factory=set)
 
@@ -41,6 +42,11 @@ class SegmenterMetrics:
             ),
             segment_members=Gauge(
                 "userops_segmenter_segment_members", "Users per segment.", ["segment"], registry=registry
+            ),
+            amounts_rejected=Counter(
+                "userops_segmenter_amounts_rejected",
+                "Orders applied without their amount: not a finite number within ±1e15.",
+                registry=registry,
             ),
         )
 

@@ -6,12 +6,14 @@ It never commits; the runtime's unit of work (one transaction per batch) does.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.runtime.locks import RowLock, lock_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,51 +58,54 @@ async def link_identities(session: AsyncSession, links: Sequence[tuple[str, str]
         )
 
 
+PROFILE_LOCK: Final = RowLock(
+    table="profiles",
+    key="user_id",
+    columns=("state", "merged_into"),
+    # A placeholder row holds a first-seen user's lock; `drop_placeholders` removes unfilled ones.
+    insert=(
+        "INSERT INTO profiles (user_id, state, stage, first_seen) "
+        "SELECT u, '{}'::jsonb, 'new', :now FROM unnest(CAST(:keys AS text[])) AS u "
+        "ON CONFLICT (user_id) DO NOTHING RETURNING user_id"
+    ),
+)
+"""The segmenter's per-user lock (`shared.runtime.locks`): a user's profile row."""
+
+
+@dataclass(slots=True)
+class LockedProfiles:
+    """Profiles locked for one unit of work.
+
+    `states`: user id → stored state (None: a row without state yet, a placeholder created just
+    now — listed in `created` — or a profile merged into another). `busy`: rows another
+    transaction holds (`skip_locked` only). `missing`: ids with no row at all (`skip_locked`
+    only; without it a placeholder is created).
+    """
+
+    states: dict[str, dict[str, Any] | None]
+    created: set[str] = field(default_factory=set)
+    busy: set[str] = field(default_factory=set)
+    missing: set[str] = field(default_factory=set)
+
+
 async def lock_profiles(
     session: AsyncSession, user_ids: Iterable[str], now: datetime, *, skip_locked: bool = False
-) -> tuple[dict[str, dict[str, Any] | None], set[str]]:
-    """Lock the users' rows (existing rows in user-id order, then new ones); return (states, ids
-    of rows created just now).
+) -> LockedProfiles:
+    """Lock the users' rows under the shared per-user lock rule (`shared.runtime.locks`).
 
-    A state is None for a user never seen (a placeholder row is created to hold the lock; the
-    caller deletes placeholders it did not fill, see `drop_placeholders`). With `skip_locked`
-    nothing is created and users whose row another transaction holds are left out: the timer
-    path uses this, so it never waits on an event batch and the two can never deadlock.
+    Without `skip_locked`, a user never seen gets a placeholder row (to hold the lock; the caller
+    deletes placeholders it did not fill, see `drop_placeholders`). With `skip_locked` (the timer
+    path, which must never wait on an event batch, so the two can never deadlock) nothing is
+    created and users are reported busy or missing instead.
     """
-    ids = sorted(set(user_ids))
-    if not ids:
-        return {}, set()
-    states = await _lock(session, ids, skip_locked)
-    created: set[str] = set()
-    missing = [u for u in ids if u not in states]
-    if missing and not skip_locked:
-        # Only the ids with no row yet get a placeholder (most users of a batch have a row: an
-        # insert attempt for each would cost a conflict check apiece).
-        result = await session.execute(
-            text(
-                "INSERT INTO profiles (user_id, state, stage, first_seen) "
-                "SELECT u, '{}'::jsonb, 'new', :now FROM unnest(CAST(:ids AS text[])) AS u "
-                "ON CONFLICT (user_id) DO NOTHING RETURNING user_id"
-            ),
-            {"ids": missing, "now": now},
-        )
-        created = {r[0] for r in result}
-        states.update(dict.fromkeys(created))
-        raced = [u for u in missing if u not in created]  # created meanwhile by another replica
-        if raced:
-            states.update(await _lock(session, raced, False))
-    return states, created
-
-
-async def _lock(session: AsyncSession, ids: list[str], skip_locked: bool) -> dict[str, dict[str, Any] | None]:
-    rows = await session.execute(
-        text(
-            "SELECT user_id, state, merged_into FROM profiles WHERE user_id = ANY(:ids) "
-            "ORDER BY user_id FOR UPDATE" + (" SKIP LOCKED" if skip_locked else "")
-        ),
-        {"ids": ids},
+    locked = await lock_rows(
+        session, PROFILE_LOCK, user_ids, create=not skip_locked, skip_locked=skip_locked, params={"now": now}
     )
-    return {r.user_id: (r.state or None) if r.merged_into is None else None for r in rows}
+    states: dict[str, dict[str, Any] | None] = {
+        uid: (r.state or None) if r.merged_into is None else None for uid, r in locked.rows.items()
+    }
+    states.update(dict.fromkeys(locked.created))
+    return LockedProfiles(states, locked.created, locked.busy, locked.missing)
 
 
 async def drop_placeholders(session: AsyncSession, user_ids: Iterable[str]) -> None:

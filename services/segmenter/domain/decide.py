@@ -5,17 +5,19 @@ stage changes that time alone caused since the state was last evaluated (`state.
 its exact deadline, then settle the stage and segments at `now`. The live service and `replay`
 call exactly these functions, so both produce the same stages and transitions.
 
-Output ids are uuid5 of the input and the rule: the input is the event's `messageId`, or for a
-change caused by time alone `timer:{user}:{deadline}` (`timer_input_id`), so redelivery and
-replay give the same ids.
+Output ids are `shared.ids.output_id(input id, rule)`. The input id of an event is its scoped id
+(`event_input_id`: the events topic's contract name, the user key and the `messageId`), so two
+users reusing a `messageId` never share an output id; a change caused by time alone has the
+input id of the idle timer firing at that deadline (`shared.ids.timer_input_id(IDLE_TIMER, user,
+deadline)`), whether a timer or a later event noticed it, so redelivery and replay give the same
+ids. Outputs are `shared.contracts.lifecycle` models.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Final
+from typing import Final
 
 from services.segmenter.config import SegmenterConfig
 from services.segmenter.domain.facts import record_event
@@ -27,10 +29,12 @@ from services.segmenter.domain.lifecycle import (
 )
 from services.segmenter.domain.segments import evaluate, next_segment_check
 from services.segmenter.domain.state import UserState, day_date
-from shared.events import Event, format_ts
+from shared import ids, topics
+from shared.contracts.lifecycle import LifecycleEvent, SegmentEntered, SegmentExited, StageChanged
+from shared.events import Event
 
-ID_NAMESPACE: Final = uuid.UUID("16940c2b-b293-5355-8881-c15e9c63843a")
-"""uuid5(NAMESPACE_URL, "urn:userops:segmenter"): the namespace of every output id."""
+IDLE_TIMER: Final = "segmenter.idle"
+"""The kind of the segmenter's one timer per user: its next time-driven stage or segment change."""
 
 MAX_CATCH_UP: Final = 16
 """Time-driven changes applied in one call; a stage can change by time alone at most 5 times."""
@@ -52,27 +56,41 @@ class StageChange:
 class Decision:
     """What one input did. The adapter stores `state`, appends `history`, writes `events` to
     the outbox (topic `userops.lifecycle.v1`, key `userId`), upserts `activity_day` into the
-    activity-days table and sets the user's timer to `next_timer_at` (None: no timer)."""
+    activity-days table and sets the user's timer to `next_timer_at` (None: no timer).
+    `amount_rejected`: the event's order amount was not a finite number within bounds, so the
+    order counted without it (see `facts.order_amount`)."""
 
     state: UserState
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[LifecycleEvent] = field(default_factory=list)
     history: list[StageChange] = field(default_factory=list)
     activity_day: date | None = None
     next_timer_at: datetime | None = None
+    amount_rejected: bool = False
 
 
-def output_id(input_id: str, rule: str) -> str:
-    """The deterministic id of the output that `rule` produced for input `input_id`."""
-    return str(uuid.uuid5(ID_NAMESPACE, f"{input_id}|{rule}"))
+def event_input_id(event: Event) -> str:
+    """The scoped input id of an event read from the events topic (`shared.ids.input_id`)."""
+    return ids.input_id(topics.EVENTS, event.key, event.message_id)
 
 
-def timer_input_id(user_id: str, due_at: datetime) -> str:
-    """The input id of a time-driven change: the user and the exact instant it fell due."""
-    return f"timer:{user_id}:{due_at.isoformat(timespec='microseconds')}"
+def idle_input_id(user_id: str, due_at: datetime) -> str:
+    """The input id of a time-driven change: the user's idle timer firing at `due_at`."""
+    return ids.timer_input_id(IDLE_TIMER, user_id, due_at)
 
 
-def apply_event(state: UserState | None, event: Event, cfg: SegmenterConfig, now: datetime) -> Decision:
+def apply_event(
+    state: UserState | None,
+    event: Event,
+    cfg: SegmenterConfig,
+    now: datetime,
+    *,
+    input_id: str | None = None,
+) -> Decision:
     """Apply one event to its user's state (None for a user never seen).
+
+    `input_id` is the event's scoped input id (the runner's `Message.input_id`); it names every
+    output the event causes. By default it is `event_input_id(event)`, the id the live service
+    gives an event read from the events topic.
 
     `state` is updated in place and returned in the decision. The event's time is its
     `timestamp`, clamped to `now` if it lies beyond `now + future_tolerance`. A late event
@@ -86,11 +104,12 @@ def apply_event(state: UserState | None, event: Event, cfg: SegmenterConfig, now
         state = UserState.new(event.user_id or event.anonymous_id or event.key, ts)
     decision = Decision(state)
     _catch_up(decision, cfg, now)
-    day = record_event(state, event, ts, cfg, now)
-    if day is not None:
-        decision.activity_day = day_date(day)
+    recorded = record_event(state, event, ts, cfg, now)
+    if recorded.new_day is not None:
+        decision.activity_day = day_date(recorded.new_day)
+    decision.amount_rejected = recorded.amount_rejected
     refresh_derived(state, cfg)
-    _settle(decision, cfg, now, event.message_id)
+    _settle(decision, cfg, now, input_id if input_id is not None else event_input_id(event))
     return decision
 
 
@@ -103,7 +122,7 @@ def apply_timer(
     """
     decision = Decision(state)
     _catch_up(decision, cfg, now)
-    _settle(decision, cfg, now, timer_input_id(state.user_id, due_at or now))
+    _settle(decision, cfg, now, idle_input_id(state.user_id, due_at or now))
     return decision
 
 
@@ -117,7 +136,7 @@ def _catch_up(decision: Decision, cfg: SegmenterConfig, until: datetime) -> None
         if deadline is None or deadline > until:
             break
         stage, reason = compute_stage(state, cfg, deadline)
-        _change_stage(decision, cfg, stage, reason, deadline, timer_input_id(state.user_id, deadline))
+        _change_stage(decision, cfg, stage, reason, deadline, idle_input_id(state.user_id, deadline))
         at = deadline
     state.as_of = at
 
@@ -152,20 +171,19 @@ def _change_stage(
     state = decision.state
     if stage == state.stage:
         return
-    event_id = output_id(input_id, f"stage:{state.stage}->{stage}")
+    event_id = ids.output_id(input_id, f"stage:{state.stage}->{stage}")
     decision.history.append(StageChange(state.user_id, state.stage, stage, reason, at, event_id))
     decision.events.append(
-        {
-            "id": event_id,
-            "type": "stage_changed",
-            "userId": state.user_id,
-            "from": state.stage,
-            "to": stage,
-            "reason": reason,
-            "activated": state.activated_at is not None,
-            "at": format_ts(at),
-            "configVersion": cfg.version,
-        }
+        StageChanged(
+            id=event_id,
+            user_id=state.user_id,
+            from_stage=state.stage,
+            to_stage=stage,
+            reason=reason,
+            activated=state.activated_at is not None,
+            at=at,
+            config_version=cfg.version,
+        )
     )
     state.stage = stage
     state.stage_since = at
@@ -174,12 +192,12 @@ def _change_stage(
 
 def _segment_event(
     state: UserState, cfg: SegmenterConfig, kind: str, name: str, at: datetime, input_id: str
-) -> dict[str, Any]:
-    return {
-        "id": output_id(input_id, f"{kind}:{name}"),
-        "type": kind,
-        "userId": state.user_id,
-        "segment": name,
-        "at": format_ts(at),
-        "configVersion": cfg.version,
-    }
+) -> LifecycleEvent:
+    model = SegmentEntered if kind == "segment_entered" else SegmentExited
+    return model(
+        id=ids.output_id(input_id, f"{kind}:{name}"),
+        user_id=state.user_id,
+        segment=name,
+        at=at,
+        config_version=cfg.version,
+    )

@@ -7,9 +7,10 @@ whatever the arrival order (bounded structures aside, see `MAX_RUNS` and the day
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right, insort
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -21,6 +22,21 @@ MAX_RUNS: Final = 32
 """Activity runs kept per user; older runs fold into `pruned_run_end` (one per comeback)."""
 
 _TRUE_FLAGS: Final = (True, "true", "True", 1)
+
+MAX_AMOUNT: Final = 1e15
+"""The largest order amount taken (in absolute value): a quadrillion in any currency unit."""
+MAX_TOTAL: Final = 1e18
+"""Revenue sums saturate here (in absolute value), far below float overflow: a user's totals
+stay finite, so stored state always round-trips (JSON has no NaN or Infinity)."""
+
+
+class Recorded(NamedTuple):
+    """What `record_event` found worth reporting."""
+
+    new_day: int | None
+    """The epoch day of the activity if `state` had not recorded that day yet, else None."""
+    amount_rejected: bool = False
+    """The order's amount was present but unusable (`order_amount` gave None)."""
 
 
 def is_activity(event: Event, cfg: SegmenterConfig) -> bool:
@@ -36,11 +52,11 @@ def is_activity(event: Event, cfg: SegmenterConfig) -> bool:
 
 def record_event(
     state: UserState, event: Event, ts: datetime, cfg: SegmenterConfig, now: datetime
-) -> int | None:
+) -> Recorded:
     """Add the facts of `event` (effective time `ts`) to `state`.
 
     Returns the epoch day of the activity if the event is activity on a day `state` had not
-    recorded yet (the day analytics should count), else None.
+    recorded yet (the day analytics should count), and whether an order amount was rejected.
     """
     if ts < state.first_seen:
         state.first_seen = ts
@@ -59,9 +75,10 @@ def record_event(
             state.runs, state.pruned_run_end, ts, cfg.lifecycle.reactivation_gap
         )
         new_day = _record_day(state.activity_days, epoch_day(ts), epoch_day(now), cfg)
+    rejected = False
     if event.type == "track" and event.event is not None:
-        _record_track(state, event.event, event.properties, ts, cfg, epoch_day(now))
-    return new_day
+        rejected = _record_track(state, event.event, event.properties, ts, cfg, epoch_day(now))
+    return Recorded(new_day, rejected)
 
 
 def insert_activity(
@@ -147,7 +164,8 @@ def _record_track(
     ts: datetime,
     cfg: SegmenterConfig,
     today: int,
-) -> None:
+) -> bool:
+    """Record a track event's facts; True if it was an order whose amount was rejected."""
     d = cfg.derived
     if name == cfg.signup.event and (state.signup_event_at is None or ts < state.signup_event_at):
         state.signup_event_at = ts
@@ -165,7 +183,11 @@ def _record_track(
         if last is None or ts > last:
             state.last_done[name] = ts
     if name in d.revenue_events:
-        _record_order(state, _amount(properties.get(cfg.revenue.property)), ts, cfg, today)
+        raw = properties.get(cfg.revenue.property)
+        amount = order_amount(raw)
+        _record_order(state, 0.0 if amount is None else amount, ts, cfg, today)
+        return amount is None and raw is not None
+    return False
 
 
 def _count_day(buckets: dict[int, int], day: int, oldest: int) -> None:
@@ -181,7 +203,7 @@ def _count_day(buckets: dict[int, int], day: int, oldest: int) -> None:
 
 def _record_order(state: UserState, amount: float, ts: datetime, cfg: SegmenterConfig, today: int) -> None:
     state.orders += 1
-    state.revenue += amount
+    state.revenue = add_amount(state.revenue, amount)
     if state.last_order_at is None or ts > state.last_order_at:
         state.last_order_at = ts
     if state.first_order_at is None or ts < state.first_order_at:
@@ -197,21 +219,40 @@ def _record_order(state: UserState, amount: float, ts: datetime, cfg: SegmenterC
             del state.order_days[stale]
     else:
         bucket[0] += 1
-        bucket[1] += amount
+        bucket[1] = add_amount(bucket[1], amount)
 
 
-def _amount(value: Any) -> float:
-    """Revenue of an order: a number or numeric string; anything else counts the order at 0."""
+def order_amount(value: Any) -> float | None:
+    """The revenue of an order: a number or numeric string that is finite and within
+    ±`MAX_AMOUNT`; None for anything else (`"NaN"`, `"inf"`, `1e308`, `true`, text, absent).
+
+    The policy for a bad amount is to apply the event without it (the order still counts, at
+    0): the event is otherwise good, and dead-lettering it would lose the order and the activity
+    with it. The caller counts such events (`userops_segmenter_amounts_rejected_total`).
+    """
     if isinstance(value, bool):
-        return 0.0
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        return None
+    if isinstance(value, int | float):
+        number = value
+    elif isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
-            return 0.0
-    return 0.0
+            return None
+    else:
+        return None
+    try:
+        amount = float(number)
+    except OverflowError:  # an int beyond the float range
+        return None
+    if not math.isfinite(amount) or abs(amount) > MAX_AMOUNT:
+        return None
+    return amount
+
+
+def add_amount(total: float, amount: float) -> float:
+    """`total + amount`, saturated at ±`MAX_TOTAL` so a sum never becomes infinite."""
+    return max(-MAX_TOTAL, min(MAX_TOTAL, total + amount))
 
 
 def latest_wins(new: Any, new_at: datetime, old: Any, old_at: datetime | None) -> bool:

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from services.segmenter.config import SegmenterConfig
-from services.segmenter.domain.facts import latest_wins, merge_runs
+from services.segmenter.domain.facts import add_amount, latest_wins, merge_runs
 from services.segmenter.domain.lifecycle import refresh_derived
 from services.segmenter.domain.state import UserState
 
@@ -61,14 +61,14 @@ def merge_alias(
             target[day] = target.get(day, 0) + n
     for name, at in a.last_done.items():
         u.last_done[name] = _max(u.last_done.get(name), at) or at
-    u.revenue += a.revenue
+    u.revenue = add_amount(u.revenue, a.revenue)
     u.orders += a.orders
     u.first_order_at = _min(u.first_order_at, a.first_order_at)
     u.last_order_at = _max(u.last_order_at, a.last_order_at)
     for day, (count, amount) in a.order_days.items():
         bucket = u.order_days.setdefault(day, [0.0, 0.0])
         bucket[0] += count
-        bucket[1] += amount
+        bucket[1] = add_amount(bucket[1], amount)
     u.as_of = _max(u.as_of, a.as_of)
     refresh_derived(u, cfg)
     return u

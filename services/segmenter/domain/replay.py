@@ -2,8 +2,9 @@
 
 Events are taken in timestamp order; the clock reads each event's timestamp when it is applied,
 and every user's idle timer fires at its exact `next_timer_at` in between, as the live service's
-timer rows would. The same `apply_event`, `apply_timer`, `merge_alias` and identity rules run
-here and in the live service, so both reach the same stages and transitions for the same events.
+timer rows would. Each event is one `batch.apply_batch` and each timer one `batch.apply_timers`,
+the very batch decision the live service makes, so both reach the same stages, transitions and
+output ids for the same events.
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ from datetime import datetime
 from pathlib import Path
 
 from services.segmenter.config import SegmenterConfig
-from services.segmenter.domain.decide import Decision, StageChange, apply_event, apply_timer
-from services.segmenter.domain.identity import identity_link, profile_id
-from services.segmenter.domain.merge import merge_alias
+from services.segmenter.domain.batch import (
+    BatchResult,
+    anonymous_ids,
+    apply_batch,
+    apply_timers,
+    involved_profiles,
+)
+from services.segmenter.domain.decide import StageChange, event_input_id
 from services.segmenter.domain.state import UserState
 from shared.events import Event, InvalidEvent
 
@@ -89,34 +95,33 @@ def replay(
     states = result.states
     timers = _Timers()
 
-    def absorb(profile: str, decision: Decision) -> None:
-        states[profile] = decision.state
-        timers.set(profile, decision.next_timer_at)
-        result.outputs += len(decision.events)
-        for change in decision.history:
+    def absorb(batch: BatchResult) -> None:
+        for profile, state in batch.states.items():
+            if state is not None:
+                states[profile] = state
+            else:
+                states.pop(profile, None)
+        for profile, due in batch.timers.items():
+            timers.set(profile, due)
+        for anonymous, user_id in batch.links:
+            result.links.setdefault(anonymous, user_id)
+        result.outputs += len(batch.outputs)
+        for change in batch.history:
             result.transitions[(change.from_stage, change.to_stage)] += 1
         if keep_history:
-            result.history += decision.history
+            result.history += batch.history
 
     def fire(up_to: datetime) -> None:
         while (due := timers.pop_due(up_to)) is not None:
-            profile, at = due
             result.timers_fired += 1
-            absorb(profile, apply_timer(states[profile], cfg, at, due_at=at))
+            absorb(apply_timers({due[0]: states.get(due[0])}, [due], cfg))
 
     for event in sorted(events, key=lambda e: e.timestamp):
         fire(event.timestamp)
-        link = identity_link(event)
-        if link is not None:
-            anonymous, user_id = link
-            result.links.setdefault(anonymous, user_id)
-            if anonymous in states and result.links[anonymous] == user_id:
-                merged = merge_alias(states.pop(anonymous), states.get(user_id), cfg, user_id)
-                timers.set(anonymous, None)
-                states[user_id] = merged
-        profile = profile_id(event, result.links)
+        links = {a: result.links[a] for a in anonymous_ids([event]) if a in result.links}
+        involved = {p: states.get(p) for p in involved_profiles([event], links)}
         result.events_applied += 1
-        absorb(profile, apply_event(states.get(profile), event, cfg, event.timestamp))
+        absorb(apply_batch(involved, links, [(event, event_input_id(event))], cfg, event.timestamp))
     if until is not None:
         fire(until)
     return result

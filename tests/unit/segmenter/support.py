@@ -80,7 +80,7 @@ class Journey:
     def _absorb(self, decision: Decision) -> Decision:
         self.state = decision.state
         self.timer = decision.next_timer_at
-        self.outputs += decision.events
+        self.outputs += [e.to_wire() for e in decision.events]  # as they go on the wire
         self.history += decision.history
         if decision.activity_day is not None:
             self.activity_days.append(decision.activity_day)

@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 
 from services.segmenter.config import SegmenterConfig
-from services.segmenter.domain.decide import apply_event, apply_timer, output_id, timer_input_id
+from services.segmenter.domain.decide import IDLE_TIMER, apply_event, apply_timer
+from shared import ids, topics
 from services.segmenter.domain.lifecycle import compute_stage, next_deadline
 from shared.events import format_ts
 from tests.unit.segmenter.support import Journey, day, event, identify, page, track
@@ -264,8 +265,10 @@ def test_time_driven_ids_do_not_depend_on_who_noticed() -> None:
     by_event = by_timer.copy()
     timer = apply_timer(by_timer, c, day(7), due_at=day(7))
     caught = apply_event(by_event, page(day(8)), c, day(8))
-    assert timer.events[0]["id"] == caught.events[0]["id"]
-    assert timer.events[0]["id"] == output_id(timer_input_id("u1", day(7)), "stage:new->at_risk")
+    assert timer.events[0].id == caught.events[0].id
+    assert timer.events[0].id == ids.output_id(
+        ids.timer_input_id(IDLE_TIMER, "u1", day(7)), "stage:new->at_risk"
+    )
 
 
 def test_event_driven_ids_are_deterministic() -> None:
@@ -274,7 +277,17 @@ def test_event_driven_ids_are_deterministic() -> None:
     a = apply_event(None, ev, c, day(0))
     b = apply_event(None, ev, c, day(0))
     assert a.events == b.events
-    assert a.events[0]["id"] == output_id("fixed-1", "stage:None->new")
+    assert a.events[0].id == ids.output_id(ids.input_id(topics.EVENTS, "u1", "fixed-1"), "stage:None->new")
+
+
+def test_the_same_message_id_from_two_users_gives_distinct_output_ids() -> None:
+    """Defect 3: output ids derive from the scoped input id, not the bare messageId."""
+    c = cfg(segments=[{"name": "everyone", "rule": {"field": "stage", "op": "in", "value": ["new"]}}])
+    a = apply_event(None, event("page", day(0), user="alice", message_id="signup-1"), c, day(0))
+    b = apply_event(None, event("page", day(0), user="bob", message_id="signup-1"), c, day(0))
+    assert len(a.events) == len(b.events) >= 1
+    assert not {e.id for e in a.events} & {e.id for e in b.events}
+    assert a.history[0].event_id != b.history[0].event_id
 
 
 def test_next_deadline_is_none_when_time_cannot_change_the_stage() -> None:

@@ -219,9 +219,10 @@ def test_rfm_segment_changes_are_announced_once() -> None:
 
 def test_segment_event_shape() -> None:
     d = apply_event(None, identify(day(0), plan="pro"), custom({"trait": "plan", "op": "exists"}), day(0))
-    entered = [e for e in d.events if e["type"] == "segment_entered"]
-    assert entered == [
+    entered = [e.to_wire() for e in d.events if e.type == "segment_entered"]
+    assert entered == [  # the wire format of before typed contracts, plus schemaVersion
         {
+            "schemaVersion": 1,
             "id": entered[0]["id"],
             "type": "segment_entered",
             "userId": "u1",
