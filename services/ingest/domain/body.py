@@ -6,7 +6,9 @@ limit, so a small gzip bomb costs at most `max_bytes` of memory before it is ref
 
 from __future__ import annotations
 
+import json
 import zlib
+from math import isfinite
 from typing import Any
 
 import orjson
@@ -61,10 +63,37 @@ def _gunzip(data: bytes, max_bytes: int) -> bytes:
 
 
 def parse_json(body: bytes) -> Any:
-    """Parse a JSON body, or raise InvalidRequest saying where it is malformed."""
+    """Parse a JSON body, or raise InvalidRequest saying where it is malformed.
+
+    orjson refuses `NaN`, `Infinity` and numbers that overflow a double (`1e400`) as malformed
+    JSON. Such a body is parsed again, leniently, only to name the first non-finite number's
+    path (`batch[3].properties.revenue: must be a finite number`).
+    """
     if not body:
         raise InvalidRequest("body: must be a JSON object (got an empty body)")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        path = _non_finite_path(body)
+        if path is not None:
+            raise InvalidRequest(f"{path}: must be a finite number") from None
         raise InvalidRequest(f"body: malformed JSON: {exc}") from exc
+
+
+def _non_finite_path(body: bytes) -> str | None:
+    """The path of the first non-finite number in a body orjson refused, if that was why."""
+    try:
+        parsed = json.loads(body, parse_int=float)  # as orjson reads a huge integer
+    except (ValueError, RecursionError):
+        return None
+    stack: list[tuple[str, Any]] = [("", parsed)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, float) and not isfinite(value):
+            return path or "body"
+        if isinstance(value, dict):
+            prefix = f"{path}." if path else ""
+            stack.extend((f"{prefix}{key[:40]}", item) for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in reversed(list(enumerate(value))))
+    return None

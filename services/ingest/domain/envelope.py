@@ -9,7 +9,9 @@ Every published event has: `type`; `messageId` (the client's, ≤ 100 chars, els
 `receivedAt` (the server's clock); `originalTimestamp` (the client's, as sent, else receivedAt);
 `timestamp` corrected for clock skew; `sourceId`; and the batch's `context` (shallow-merged),
 `integrations` and `sentAt` where the item has none. `writeKey` is never published.
-This is the contract `shared.events.Event.from_wire` parses.
+This is the contract `shared.events.Event.from_wire` parses, and the limits are its own
+(`shared.events`): ids ≤ `MAX_ID_BYTES`, event names ≤ `MAX_NAME_BYTES`, no NUL in any string,
+finite numbers, nesting ≤ `MAX_DEPTH`; a violation is a 400 naming the field's path.
 
 Hand-written rather than a pydantic model: this runs once per event on the hot path.
 """
@@ -25,10 +27,25 @@ import orjson
 
 from services.ingest.domain.errors import InvalidRequest, PayloadTooLarge
 from services.ingest.domain.timestamps import corrected_timestamp, format_ts, parse_ts
-from shared.events import EVENT_TYPES, MAX_MESSAGE_ID_LEN, partition_key
+from shared.events import (
+    EVENT_TYPES,
+    MAX_DEPTH,
+    MAX_ID_BYTES,
+    MAX_MESSAGE_ID_LEN,
+    MAX_NAME_BYTES,
+    InvalidEvent,
+    check_id,
+    check_text,
+    check_value,
+    partition_key,
+)
 
 KINDS: Final = ("track", "identify", "page", "screen", "group", "alias", "batch")
 _REQUIRED: Final = {"track": "event", "alias": "previousId", "group": "groupId"}
+_OTHER_IDS: Final = ("groupId", "previousId")  # checked wherever present, not only when required
+_NAME_FIELDS: Final = ("event", "name")
+# Strings of at most this many characters are within every byte limit (4 bytes per character).
+_SHORT: Final = min(MAX_ID_BYTES, MAX_NAME_BYTES) // 4
 _OBJECT_FIELDS: Final = ("properties", "traits", "context", "integrations")
 _BATCH_SHARED: Final = ("context", "integrations", "sentAt")
 # Room for what ingest adds to an event (messageId, receivedAt, timestamps, sentAt, sourceId,
@@ -137,6 +154,7 @@ def _batch_shared(body: dict[str, Any]) -> _Shared:
     for name, value in (("context", context), ("integrations", integrations)):
         if value is not None and not isinstance(value, dict):
             raise InvalidRequest(f"{name}: must be an object")
+        _check_value(name, value, "")
     if sent_raw is None:
         return _Shared(context, integrations, None, None)
     return _Shared(context, integrations, sent_raw, parse_ts(sent_raw, "sentAt"))
@@ -152,15 +170,39 @@ def _dumps(event: dict[str, Any], prefix: str) -> bytes:
 def _opt_id(event: dict[str, Any], name: str, prefix: str) -> str | None:
     """An id as a non-empty string or None; numbers are coerced, null and "" are absent."""
     value = event.get(name)
-    if value is None or value == "":
-        return None
-    if type(value) is str:
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        text = str(value)
+    if type(value) is str and 0 < len(value) <= _SHORT and "\x00" not in value:
+        return value  # the common case, within every limit
+    try:
+        text = check_id(name, value)
+    except InvalidEvent as exc:
+        raise InvalidRequest(f"{prefix}{exc}") from None
+    if text is not None and text is not value:
         event[name] = text
-        return text
-    raise InvalidRequest(f"{prefix}{name}: must be a string or a number")
+    return text
+
+
+def _check_value(name: str, value: Any, prefix: str) -> None:
+    try:
+        check_value(name, value)
+    except InvalidEvent as exc:
+        raise InvalidRequest(f"{prefix}{exc}") from None
+
+
+def _check_values(ev: dict[str, Any], prefix: str) -> None:
+    """Every top-level field's value within the contract's limits (shared.events.check_value)."""
+    for name, value in ev.items():
+        if type(name) is not str or "\x00" in name:
+            raise InvalidRequest(f"{prefix}(event): keys must be strings without NUL (U+0000)")
+        _check_value(name, value, prefix)
+
+
+def _check_name(ev: dict[str, Any], name: str, prefix: str) -> None:
+    value = ev.get(name)
+    if type(value) is str:
+        try:
+            check_text(name, value, MAX_NAME_BYTES)
+        except InvalidEvent as exc:
+            raise InvalidRequest(f"{prefix}{exc}") from None
 
 
 def _enrich(
@@ -199,6 +241,14 @@ def _enrich(
                 raise InvalidRequest(f"{prefix}event: is required for track")
         elif _opt_id(ev, required, prefix) is None:
             raise InvalidRequest(f"{prefix}{required}: is required for {etype}")
+    for name in _OTHER_IDS:
+        if name != required and name in ev:
+            _opt_id(ev, name, prefix)
+
+    for name in _NAME_FIELDS:
+        text = ev.get(name)
+        if type(text) is str and (len(text) > _SHORT or "\x00" in text):
+            _check_name(ev, name, prefix)
 
     message_id = ev.get("messageId")
     if message_id is None or message_id == "":
@@ -207,6 +257,8 @@ def _enrich(
         raise InvalidRequest(f"{prefix}messageId: must be a string")
     elif len(message_id) > MAX_MESSAGE_ID_LEN:
         raise InvalidRequest(f"{prefix}messageId: must be at most {MAX_MESSAGE_ID_LEN} characters")
+    elif "\x00" in message_id:
+        raise InvalidRequest(f"{prefix}messageId: must not contain NUL (U+0000)")
 
     for name in _OBJECT_FIELDS:
         value = ev.get(name)
@@ -226,7 +278,14 @@ def _enrich(
 
     _stamp_times(ev, prefix, shared, received_at, received)
     ev["sourceId"] = source_id
-    return OutgoingEvent(partition_key(ev).encode(), _dumps(ev, prefix), etype)
+    value = _dumps(ev, prefix)
+    # The exact walk costs about as much as the rest of this function, so it runs only when the
+    # encoded event could break a limit: nesting deeper than MAX_DEPTH needs more brackets than
+    # that, and NUL is always written `\u0000`. (orjson parses no non-finite number and
+    # writes none.)
+    if value.count(b"{") + value.count(b"[") > MAX_DEPTH or b"\\u0000" in value:
+        _check_values(ev, prefix)
+    return OutgoingEvent(partition_key(ev).encode(), value, etype)
 
 
 def _stamp_times(

@@ -174,6 +174,25 @@ async def test_invalid_requests_are_400_naming_field_and_index_and_publish_nothi
         ("/v1/group", {"userId": "u"}, "groupId: is required for group"),
         ("/v1/identify", {"userId": "u", "messageId": "x" * 101}, "messageId: must be at most 100"),
         ("/v1/batch", {"batch": [good, {"type": "visit", "userId": "u"}]}, "batch[1].type: must be one of"),
+        # The contract's limits (DESIGN.md §2): what a consumer could not store is refused here.
+        (
+            "/v1/batch",
+            {"batch": [good, good, {"type": "identify", "userId": "u" * 3000}]},
+            "batch[2].userId: must be at most 256 bytes (UTF-8)",
+        ),
+        ("/v1/alias", {"userId": "u", "previousId": "a\x00"}, "previousId: must not contain NUL"),
+        ("/v1/track", {"userId": "u", "event": "e" * 201}, "event: must be at most 200 bytes"),
+        (
+            "/v1/batch",
+            b'{"batch": [{"type": "track", "userId": "u", "event": "E"}, '
+            b'{"type": "track", "userId": "u", "event": "Order", "properties": {"revenue": 1e400}}]}',
+            "batch[1].properties.revenue: must be a finite number",
+        ),
+        (
+            "/v1/track",
+            b'{"userId": "u", "event": "E", "properties": {"x": NaN}}',
+            "properties.x: must be a finite",
+        ),
     ]
     for path, body, message in cases:
         status, code, text = refusal(await post(ingest, path, body))

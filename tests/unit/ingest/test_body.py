@@ -77,3 +77,27 @@ def test_malformed_json_says_where() -> None:
         parse_json(b'{"a": ')
     with pytest.raises(InvalidRequest, match="empty body"):
         parse_json(b"")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"batch":[{"a":1},{"properties":{"revenue":1e400}}]}', "batch[1].properties.revenue"),
+        (b'{"properties":{"revenue":-1e400}}', "properties.revenue"),
+        (b'{"traits":{"scores":[1, NaN]}}', "traits.scores[1]"),
+        (b'{"context":{"x":Infinity}}', "context.x"),
+        (b'{"context":{"x":-Infinity}}', "context.x"),
+        (b'{"userId":' + b"9" * 400 + b"}", "userId"),
+    ],
+)
+def test_non_finite_numbers_are_refused_naming_the_path(body: bytes, message: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        parse_json(body)
+    assert info.value.message == f"{message}: must be a finite number"
+
+
+def test_odd_but_finite_numbers_and_number_like_strings_are_kept() -> None:
+    body = b'{"a":1e308,"b":-1e-400,"c":"NaN","d":"Infinity","e":18446744073709551616}'
+    assert parse_json(body) == {"a": 1e308, "b": -0.0, "c": "NaN", "d": "Infinity", "e": 2.0**64}
+    with pytest.raises(InvalidRequest, match="body: malformed JSON"):
+        parse_json(b'{"a": nan')

@@ -10,7 +10,7 @@ import pytest
 
 from services.ingest.domain.envelope import Limits, OutgoingEvent, count_events, prepare_events
 from services.ingest.domain.errors import InvalidRequest, PayloadTooLarge
-from shared.events import Event
+from shared.events import MAX_DEPTH, MAX_ID_BYTES, MAX_NAME_BYTES, Event
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, 250_000, tzinfo=UTC)
 NOW_WIRE = "2024-05-01T12:00:00.250Z"
@@ -249,21 +249,108 @@ def test_absurd_client_clocks_are_refused_not_crashed_on() -> None:
     assert refused("track", body) == "timestamp: is out of range (client clock)"
 
 
-def test_nesting_deeper_than_can_be_re_encoded_is_a_400() -> None:
+def test_nesting_deeper_than_the_limit_is_a_400_naming_the_path() -> None:
     deep: dict[str, Any] = {}
     node = deep
-    for _ in range(300):
+    for _ in range(40):
         node["a"] = {}
         node = node["a"]
-    with pytest.raises(InvalidRequest, match="body: cannot be re-encoded: Recursion limit"):
-        prepare_events(
-            "identify",
-            {"userId": "u", "traits": deep},
-            source_id="web",
-            received_at=NOW,
-            body_size=2000,
-            limits=Limits(),
+    message = refused("identify", {"userId": "u", "traits": deep})
+    assert message == "traits" + ".a" * MAX_DEPTH + f": nests deeper than {MAX_DEPTH} levels"
+
+
+def nested(levels: int) -> dict[str, Any]:
+    """An object that is `levels` objects deep, itself included."""
+    root: dict[str, Any] = {}
+    node = root
+    for _ in range(levels - 1):
+        node["k"] = {}
+        node = node["k"]
+    return root
+
+
+def test_nesting_up_to_the_limit_is_accepted_in_every_object_field() -> None:
+    body = {"userId": "u", "event": "E", "properties": nested(MAX_DEPTH)}
+    body |= {"context": nested(MAX_DEPTH), "integrations": nested(MAX_DEPTH)}
+    assert one("track", body)["properties"] == nested(MAX_DEPTH)
+    for field in ("properties", "context", "integrations", "custom"):
+        over = {"type": "track", "userId": "u", "event": "E", field: nested(MAX_DEPTH + 1)}
+        assert refused("batch", {"batch": [{"type": "identify", "userId": "u"}, over]}) == (
+            f"batch[1].{field}" + ".k" * MAX_DEPTH + f": nests deeper than {MAX_DEPTH} levels"
         )
+    # Arrays count as levels too, and the batch's shared context is checked once, by name.
+    deep_list: list[Any] = []
+    for _ in range(MAX_DEPTH):
+        deep_list = [deep_list]
+    assert refused("identify", {"userId": "u", "traits": {"l": deep_list}}).endswith(
+        f"nests deeper than {MAX_DEPTH} levels"
+    )
+    shared_context = {"batch": [{"type": "identify", "userId": "u"}], "context": nested(MAX_DEPTH + 1)}
+    assert refused("batch", shared_context).startswith("context.k.k")
+
+
+# --- contract limits (DESIGN.md §2: nothing acknowledged may fail a consumer) ---------------
+
+
+@pytest.mark.parametrize("field", ["userId", "anonymousId", "groupId", "previousId"])
+def test_ids_are_limited_to_256_bytes_of_utf8_naming_the_field_and_index(field: str) -> None:
+    base = {"type": "alias", "userId": "u", "previousId": "p", "groupId": "g"}
+    # 64 four-byte characters are exactly 256 bytes: accepted; one more byte is refused.
+    at_limit = "\U0001f600" * 64
+    assert len(at_limit.encode()) == MAX_ID_BYTES == 256
+    (ok,) = batch(base | {field: at_limit})
+    assert ok[field] == at_limit
+    over = "é" * 128 + "x"  # 129 characters, 257 bytes
+    body = {"batch": [base, base, base | {field: over}]}
+    assert refused("batch", body) == f"batch[2].{field}: must be at most 256 bytes (UTF-8)"
+    assert refused("batch", {"batch": [base | {field: "u" * 3000}]}) == (
+        f"batch[0].{field}: must be at most 256 bytes (UTF-8)"
+    )
+
+
+def test_numeric_ids_are_measured_and_checked_once_stringified() -> None:
+    assert one("identify", {"userId": 10**18})["userId"] == str(10**18)
+    assert one("group", {"userId": "u", "groupId": 1.5})["groupId"] == "1.5"
+    assert one("identify", {"userId": "u", "previousId": 7})["previousId"] == "7"
+    assert one("identify", {"userId": 1e300})["userId"] == "1e+300"
+    assert refused("identify", {"userId": float("nan")}) == "userId: must be a string or a number"
+
+
+@pytest.mark.parametrize(
+    "field", ["userId", "anonymousId", "groupId", "previousId", "event", "name", "messageId"]
+)
+def test_nul_is_refused_in_ids_names_and_message_ids(field: str) -> None:
+    body = {"userId": "u", "anonymousId": "a", "event": "E", "name": "N", "groupId": "g", "previousId": "p"}
+    assert refused("track", body | {field: "a\x00b"}) == f"{field}: must not contain NUL (U+0000)"
+
+
+def test_nul_is_refused_anywhere_in_the_event_naming_the_path() -> None:
+    item = {"type": "identify", "userId": "u", "traits": {"plan": "pro", "tags": ["a", "b\x00"]}}
+    assert refused("batch", {"batch": [{"type": "identify", "userId": "u"}, item]}) == (
+        "batch[1].traits.tags[1]: must not contain NUL (U+0000)"
+    )
+    assert refused("identify", {"userId": "u", "traits": {"k\x00": 1}}).startswith(
+        "traits: keys must be strings without NUL"
+    )
+    assert refused("identify", {"userId": "u", "channel": "web\x00"}) == (
+        "channel: must not contain NUL (U+0000)"
+    )
+
+
+def test_event_and_page_names_are_limited_to_200_bytes() -> None:
+    assert one("track", {"userId": "u", "event": "e" * MAX_NAME_BYTES})["event"] == "e" * 200
+    assert refused("track", {"userId": "u", "event": "é" * 101}) == (
+        "event: must be at most 200 bytes (UTF-8)"
+    )
+    assert refused("batch", {"batch": [{"type": "screen", "userId": "u", "name": "n" * 201}]}) == (
+        "batch[0].name: must be at most 200 bytes (UTF-8)"
+    )
+
+
+def test_odd_finite_numbers_and_number_like_strings_are_published_as_sent() -> None:
+    # Non-finite numbers never get this far: the parser refuses them (test_body.py).
+    ev = one("track", {"userId": "u", "event": "E", "properties": {"revenue": "NaN", "big": 1e308}})
+    assert ev["properties"] == {"revenue": "NaN", "big": 1e308}
 
 
 # --- size limits ----------------------------------------------------------------------------
