@@ -200,11 +200,11 @@ class UserState:
             last_done={k: iso(v) for k, v in d["lastDone"].items()},
             # Numbers are taken back as floats: PostgreSQL's jsonb prints a float such as 1e16
             # as an integer, which float() turns back into the very same float.
-            revenue=float(d["revenue"]),
+            revenue=_amount(d["revenue"]),
             orders=d["orders"],
             first_order_at=_opt_ts(d["firstOrderAt"]),
             last_order_at=_opt_ts(d["lastOrderAt"]),
-            order_days={int(k): [float(n), float(a)] for k, (n, a) in d["orderDays"].items()},
+            order_days={int(k): [float(n), _amount(a)] for k, (n, a) in d["orderDays"].items()},
             signup_at=_opt_ts(d["signupAt"]),
             activated_at=_opt_ts(d["activatedAt"]),
             stage=d["stage"],
@@ -215,6 +215,12 @@ class UserState:
             rfm=d["rfm"],
             rfm_segment=d["rfmSegment"],
         )
+
+
+def _amount(value: float | None) -> float:
+    """A stored sum. Null is what versions that let a sum overflow wrote for NaN or infinity;
+    that sum is lost, and 0 lets the user's later orders count again instead of failing."""
+    return 0.0 if value is None else float(value)
 
 
 def _opt_ts(value: str | None) -> datetime | None:
