@@ -8,8 +8,8 @@ import pytest
 
 from services.segmenter.config import SegmenterConfig
 from services.segmenter.domain.decide import IDLE_TIMER, apply_event, apply_timer
-from shared import ids, topics
 from services.segmenter.domain.lifecycle import compute_stage, next_deadline
+from shared import ids, topics
 from shared.events import format_ts
 from tests.unit.segmenter.support import Journey, day, event, identify, page, track
 
