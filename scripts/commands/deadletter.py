@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import orjson
 import typer
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
@@ -37,6 +38,22 @@ class DeadLetterSettings(BaseServiceSettings):
     deadletter_topic: str = topics.DEADLETTER
 
 
+async def partitions_of(bootstrap: str, topic: str) -> list[int]:
+    """The partition ids of `topic`; LookupError if the broker does not know it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    try:
+        await admin.start()
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    for entry in described:
+        if entry.get("topic", entry.get("name")) == topic and entry.get("error_code", 0) == 0:
+            ids = sorted(int(p.get("partition", p.get("partition_index", -1))) for p in entry["partitions"])
+            if ids:
+                return ids
+    raise LookupError(f"topic '{topic}' does not exist")
+
+
 async def read_dead_letters(bootstrap: str, topic: str, timeout: float = 30.0) -> list[DeadLetter]:
     """Every record of `topic` from the beginning to its current end, in partition order."""
     consumer = AIOKafkaConsumer(
@@ -47,13 +64,8 @@ async def read_dead_letters(bootstrap: str, topic: str, timeout: float = 30.0) -
         request_timeout_ms=15_000,
     )
     try:
+        partitions = await partitions_of(bootstrap, topic)
         await consumer.start()
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer.topics()  # refreshes the metadata of every topic
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise LookupError(f"topic '{topic}' does not exist")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
