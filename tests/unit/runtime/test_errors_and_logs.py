@@ -32,7 +32,9 @@ class _PgError(Exception):
         ("22P02", False),
     ],
 )
-def test_sqlstates_after_failover_cancel_or_lock_timeout_are_retryable(sqlstate: str, retryable: bool) -> None:
+def test_sqlstates_after_failover_cancel_or_lock_timeout_are_retryable(
+    sqlstate: str, retryable: bool
+) -> None:
     error = sa_exc.DBAPIError("UPDATE t SET x = 1", {}, _PgError(sqlstate))
     assert is_retryable(error) is retryable
 

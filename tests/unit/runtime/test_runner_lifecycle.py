@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
-from aiokafka import TopicPartition
 
 from shared.runtime.dedupe import RetentionTooShort, validate_retention
 from shared.runtime.errors import ConsumerFailed
@@ -77,13 +77,27 @@ async def test_run_raises_consumer_failed_on_a_persistent_bug_and_stops_the_cons
 async def test_run_returns_after_stop() -> None:
     kit = make_kit(partitions=1)
     kit.consumer.add(0, b"u", b"u:m0")
+    applied = asyncio.Event()
+    kit.consumer.events = kit.store.events = _Notifying(applied)
     task = asyncio.create_task(kit.runner.run())
-    while not kit.store.effects:
-        await asyncio.sleep(0.001)
+    await asyncio.wait_for(applied.wait(), 5)
     kit.runner.stop()
     await asyncio.wait_for(task, 5)
     assert kit.store.effects == ["m0"]
-    assert kit.events[-1] == ("consumer_stop",)
+    assert kit.consumer.events[-1] == ("consumer_stop",)
+
+
+class _Notifying(list[tuple[Any, ...]]):
+    """An event log that sets `event` when a transaction commits."""
+
+    def __init__(self, event: asyncio.Event) -> None:
+        super().__init__()
+        self._event = event
+
+    def append(self, item: tuple[Any, ...]) -> None:
+        super().append(item)
+        if item[0] == "tx_commit":
+            self._event.set()
 
 
 async def test_each_lane_polls_its_own_partitions_and_reports_their_lag() -> None:
