@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run stop status test test-unit test-integration lint typecheck fmt bench kafka-libs clean
+.PHONY: help install run stop status test test-unit test-integration lint typecheck fmt bench ci clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -26,7 +26,7 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 install: $(VENV)/.installed ## Install Python deps from the lockfile into .venv
 	@$(PY) -m scripts.stack.fetch
 
-run: install ## Start Kafka, PostgreSQL and every service on this machine (Ctrl-C stops the services)
+run: install ## Start Kafka, PostgreSQL and every service, restarting any that dies (Ctrl-C stops them)
 	$(PY) -m scripts.cli dev run
 
 stop: install ## Stop the local Kafka and PostgreSQL
@@ -41,10 +41,18 @@ test: install ## Run every test (unit, integration on a private real Kafka + Pos
 test-unit: install ## Unit tests only (milliseconds, no I/O)
 	$(PY) -m pytest -q tests/unit
 
-lint: install ## ruff and mypy --strict
+test-integration: install ## Integration tests only (a private real Kafka + PostgreSQL)
+	$(PY) -m pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+
+lint: install typecheck ## ruff (lint and format check) and mypy --strict
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+typecheck: install ## mypy --strict on the code
 	$(VENV)/bin/mypy services shared scripts
+
+ci: ## What CI runs: promtool if missing, lint, every test
+	.ci/run
 
 fmt: install ## Format the code
 	$(VENV)/bin/ruff check --fix .
