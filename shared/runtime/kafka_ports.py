@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -43,12 +43,16 @@ async def bootstrap_reachable(bootstrap: str) -> bool:
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, on_assigned: OnAssigned, on_revoked: OnRevoked) -> None:
+    def __init__(
+        self, on_assigned: OnAssigned, on_revoked: OnRevoked, forget: Callable[[set[TopicPartition]], None]
+    ) -> None:
         self._on_assigned = on_assigned
         self._on_revoked = on_revoked
+        self._forget = forget
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         await self._on_revoked(set(revoked))
+        self._forget(set(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._on_assigned(set(assigned))
@@ -71,28 +75,43 @@ class KafkaConsumerPort:
         self._bootstrap = bootstrap
         self._group = group
         self._topics = list(topics)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=max_batch,
-            session_timeout_ms=session_timeout_ms,
-            max_poll_interval_ms=max_poll_interval_ms,
-            group_instance_id=instance_id,
-            isolation_level="read_committed",
-        )
+        self._options: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "group_id": group,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_poll_records": max_batch,
+            "session_timeout_ms": session_timeout_ms,
+            "max_poll_interval_ms": max_poll_interval_ms,
+            "group_instance_id": instance_id,
+            "isolation_level": "read_committed",
+        }
+        self._client: AIOKafkaConsumer | None = None
         self._committed: dict[TopicPartition, int] = {}
         self._subscribed = False
 
+    @property
+    def _consumer(self) -> AIOKafkaConsumer:
+        if self._client is None:
+            raise RuntimeError("the consumer is not started")
+        return self._client
+
     async def start(self, on_assigned: OnAssigned, on_revoked: OnRevoked) -> None:
-        await self._consumer.start()
+        if self._client is None:  # built here, inside the running loop that will use it
+            self._client = AIOKafkaConsumer(**self._options)
+        await self._client.start()
         if not self._subscribed:
-            self._consumer.subscribe(self._topics, listener=_Listener(on_assigned, on_revoked))
+            listener = _Listener(on_assigned, on_revoked, self._forget)
+            self._client.subscribe(self._topics, listener=listener)
             self._subscribed = True
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        if self._client is not None:
+            await self._client.stop()
+
+    def _forget(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:  # the next owner commits them; our last commit says nothing any more
+            self._committed.pop(tp, None)
 
     async def getmany(
         self, partitions: Sequence[TopicPartition], timeout_ms: int, max_records: int
@@ -146,10 +165,6 @@ class KafkaConsumerPort:
                 continue
             lags[tp] = max(0, highwater - position)
         return lags
-
-    def forget(self, partitions: Iterable[TopicPartition]) -> None:
-        for tp in partitions:
-            self._committed.pop(tp, None)
 
     async def retention(self, topics: Sequence[str]) -> dict[str, timedelta | None]:
         admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)

@@ -109,7 +109,13 @@ class ConsumerRunner(ConsumerLoop[T]):
 
     async def run(self) -> None:
         s = self.settings
-        if not await self._start():
+        try:
+            started = await self._start()
+        except BaseException:
+            await self._consumer.stop()
+            raise
+        if not started:
+            await self._consumer.stop()
             return
         log.info("consumer started", consumer=s.consumer, topics=list(s.topics), lanes=s.lanes)
         lanes = [asyncio.create_task(self._lane(n), name=f"{s.consumer}-lane-{n}") for n in range(s.lanes)]

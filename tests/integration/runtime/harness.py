@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -118,6 +119,7 @@ class Service:
     registry: CollectorRegistry
     handler: CountingHandler
     runner_task: asyncio.Task[None]
+    assignments: list[set[TopicPartition]]  # every assignment received, in order (one per rebalance)
     expect_failure: bool = False  # a test that makes run() raise says so; otherwise it is re-raised
 
 
@@ -159,8 +161,16 @@ async def running_service(
         metrics,
         on_committed=relay.notify,
     )
+    assignments: list[set[TopicPartition]] = []
+    on_assigned = runner.on_assigned
+
+    def record_assignment(assigned: set[TopicPartition]) -> None:
+        assignments.append(set(assigned))
+        on_assigned(assigned)
+
+    runner.on_assigned = record_assignment  # type: ignore[method-assign]
     tasks = [asyncio.create_task(runner.run()), asyncio.create_task(relay.run())]
-    svc = Service(engine, runner, relay, registry, handler, tasks[0])
+    svc = Service(engine, runner, relay, registry, handler, tasks[0], assignments)
     try:
         yield svc
     finally:
