@@ -1,0 +1,126 @@
+"""What `decide` takes: a raw event, a lifecycle event, a due timer, or a redemption command.
+
+Every input carries its `input_id` (made by `shared.ids`), from which every output id is
+derived with `shared.ids.output_id(input_id, rule)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from shared.events import Event, parse_ts
+from shared.ids import timer_input_id
+
+
+@dataclass(frozen=True, slots=True)
+class EventInput:
+    """A raw event from `userops.events.v1`. `referrer_chain` is, when the event claims a
+    referrer (see `referrals.claimed_referrer`), that referrer's own referrers, nearest first,
+    as recorded by the service (the adapter reads it; the domain cannot)."""
+
+    input_id: str
+    event: Event
+    referrer_chain: tuple[str, ...] = ()
+
+    @property
+    def user_id(self) -> str:
+        return self.event.key
+
+    @property
+    def at(self) -> datetime:
+        return self.event.timestamp
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleInput:
+    """A lifecycle event from `userops.lifecycle.v1`: a stage change (`from_stage` → `to_stage`,
+    `activated` flag) or a segment entry/exit (`segment`)."""
+
+    input_id: str
+    user_id: str
+    type: Literal["stage_changed", "segment_entered", "segment_exited"]
+    at: datetime
+    from_stage: str | None = None
+    to_stage: str | None = None
+    activated: bool = False
+    segment: str | None = None
+
+    @classmethod
+    def from_wire(cls, input_id: str, data: dict[str, Any]) -> LifecycleInput:
+        """Parse the segmenter's wire object (`type`, `userId`, `from`, `to`, `activated`,
+        `segment`, `at`); raises ValueError (or InvalidEvent) on a malformed one."""
+        kind = data.get("type")
+        if kind not in ("stage_changed", "segment_entered", "segment_exited"):
+            raise ValueError(f"unknown lifecycle event type {kind!r}")
+        user = data.get("userId")
+        if not isinstance(user, str) or not user:
+            raise ValueError("userId is required")
+        return cls(
+            input_id=input_id,
+            user_id=user,
+            type=kind,
+            at=parse_ts(data.get("at"), "at"),
+            from_stage=data.get("from"),
+            to_stage=data.get("to"),
+            activated=bool(data.get("activated", False)),
+            segment=data.get("segment"),
+        )
+
+
+class TimerKind(StrEnum):
+    LOT_EXPIRY = "lot_expiry"
+    EXPIRY_WARNING = "expiry_warning"
+    PENDING_RELEASE = "pending_release"
+    HOLD_EXPIRY = "hold_expiry"
+    TIER_REVIEW = "tier_review"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Timer:
+    """A durable timer to arm: fires `kind` for `key` (a lot id, hold id, or the user id for
+    tier reviews) at `due_at`. The adapter upserts by (user, kind, key)."""
+
+    due_at: datetime
+    user_id: str
+    kind: TimerKind
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimerInput:
+    """A due timer, fired at or after `timer.due_at`."""
+
+    timer: Timer
+
+    @property
+    def input_id(self) -> str:
+        return timer_input_id(
+            f"rewards.{self.timer.kind}", f"{self.timer.user_id}:{self.timer.key}", self.timer.due_at
+        )
+
+    @property
+    def user_id(self) -> str:
+        return self.timer.user_id
+
+    @property
+    def at(self) -> datetime:
+        return self.timer.due_at
+
+
+@dataclass(frozen=True, slots=True)
+class RedemptionInput:
+    """A redemption command: `reserve` `amount` points (the hold's id is derived from
+    `input_id`, i.e. the API's Idempotency-Key), or `confirm` / `release` the hold `hold_id`."""
+
+    input_id: str
+    user_id: str
+    action: Literal["reserve", "confirm", "release"]
+    at: datetime
+    amount: int = 0
+    hold_id: str | None = None
+
+
+RewardsInput = EventInput | LifecycleInput | TimerInput | RedemptionInput

@@ -1,0 +1,146 @@
+"""The double-entry points ledger: accounts, entries and transactions.
+
+Amounts are integer points. An entry credits (`amount > 0`) or debits (`amount < 0`) one
+account; a `Transaction` is a set of entries that sums to zero, checked at construction, so an
+unbalanced transaction cannot exist. Transactions are append-only: a correction is a new
+transaction whose `reverses` names the original.
+
+Accounts:
+- per user: `available` (spendable), `pending` (awarded, not yet spendable), `held` (reserved by
+  a redemption), `debt` (negative when a reversal found the points already spent);
+- per rule: `rule` — the funding account every award of that rule is drawn from; its balance is
+  minus the rule's net issuance, so a budget's remaining amount is `limit + balance`;
+- sinks: `expiry` (expired points) and `redemption` (confirmed redemptions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Final
+
+
+class AccountKind(StrEnum):
+    AVAILABLE = "available"
+    PENDING = "pending"
+    HELD = "held"
+    DEBT = "debt"
+    RULE = "rule"
+    EXPIRY = "expiry"
+    REDEMPTION = "redemption"
+
+
+USER_KINDS: Final = frozenset(
+    {AccountKind.AVAILABLE, AccountKind.PENDING, AccountKind.HELD, AccountKind.DEBT}
+)
+
+
+class TxKind(StrEnum):
+    AWARD = "award"
+    RELEASE_PENDING = "release_pending"
+    REVERSAL = "reversal"
+    EXPIRY = "expiry"
+    HOLD = "hold"
+    CONFIRM = "confirm"
+    RELEASE = "release"
+    DEBT_REPAYMENT = "debt_repayment"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Account:
+    """A ledger account: its kind and owner (a user id, a rule id, or "" for a sink)."""
+
+    kind: AccountKind
+    owner: str = ""
+
+    @classmethod
+    def user(cls, kind: AccountKind, user_id: str) -> Account:
+        if kind not in USER_KINDS:
+            raise ValueError(f"{kind} is not a user account kind")
+        return cls(kind, user_id)
+
+    @classmethod
+    def rule(cls, rule_id: str) -> Account:
+        return cls(AccountKind.RULE, rule_id)
+
+
+EXPIRY_SINK: Final = Account(AccountKind.EXPIRY)
+REDEMPTION_SINK: Final = Account(AccountKind.REDEMPTION)
+
+
+class UnbalancedTransaction(ValueError):
+    """A transaction whose entries do not sum to zero (or are otherwise malformed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One side of a transaction: `amount` points credited (+) or debited (-) to `account`."""
+
+    account: Account
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """An atomic, balanced movement of points. Invariants (checked here): at least two entries,
+    every amount a non-zero int, the amounts summing to zero. `id` is deterministic
+    (`output_id(input_id, rule)`); `reverses` links a reversal to the transaction it corrects;
+    `lot_id` names the lot it concerns, if any."""
+
+    id: str
+    kind: TxKind
+    user_id: str
+    at: datetime
+    entries: tuple[LedgerEntry, ...]
+    rule_id: str | None = None
+    lot_id: str | None = None
+    reverses: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.entries) < 2:
+            raise UnbalancedTransaction(f"transaction {self.id} needs at least two entries")
+        for entry in self.entries:
+            if type(entry.amount) is not int or entry.amount == 0:
+                raise UnbalancedTransaction(f"transaction {self.id}: amounts must be non-zero ints")
+        total = sum(e.amount for e in self.entries)
+        if total != 0:
+            raise UnbalancedTransaction(f"transaction {self.id} sums to {total}, not zero")
+
+    def amount_for(self, account: Account) -> int:
+        return sum(e.amount for e in self.entries if e.account == account)
+
+
+def transfer(
+    tx_id: str,
+    kind: TxKind,
+    user_id: str,
+    at: datetime,
+    moves: Iterable[tuple[Account, Account, int]],
+    *,
+    rule_id: str | None = None,
+    lot_id: str | None = None,
+    reverses: str | None = None,
+) -> Transaction | None:
+    """A transaction moving each `(source, destination, amount)`; zero moves are dropped and
+    entries on the same account are merged. None if nothing moves."""
+    net: dict[Account, int] = {}
+    for source, dest, amount in moves:
+        if amount < 0:
+            raise UnbalancedTransaction("a move amount must not be negative")
+        net[source] = net.get(source, 0) - amount
+        net[dest] = net.get(dest, 0) + amount
+    entries = tuple(LedgerEntry(a, n) for a, n in sorted(net.items()) if n)
+    if not entries:
+        return None
+    return Transaction(tx_id, kind, user_id, at, entries, rule_id, lot_id, reverses)
+
+
+def balances_from(transactions: Iterable[Transaction]) -> dict[Account, int]:
+    """Every account's balance: the sum of its entries (what stored balances must equal)."""
+    out: dict[Account, int] = {}
+    for tx in transactions:
+        for entry in tx.entries:
+            out[entry.account] = out.get(entry.account, 0) + entry.amount
+    return out
