@@ -1,0 +1,124 @@
+"""The segmenter's handler on a real PostgreSQL database, one deterministic batch at a time.
+
+Batches here are exactly the ones given (no Kafka poll decides where a batch ends), so a test can
+put an anonymous profile's first rows and its merge into one batch (defect 10), and a timer can
+find its profile busy or gone (defect 7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+import services.segmenter
+from services.segmenter.config import SegmenterConfig
+from services.segmenter.consumer import IDLE_TIMER, SegmenterHandler
+from shared import topics
+from shared.events import Event, format_ts
+from shared.runtime import migrations
+from shared.runtime.db import create_engine, session_factory
+from shared.runtime.runner import Message, Record
+from shared.runtime.timers import Timer
+
+MIGRATIONS = Path(services.segmenter.__file__).parent / "migrations"
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@dataclass
+class Store:
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    handler: SegmenterHandler
+
+    async def handle(self, *wire: dict[str, Any]) -> None:
+        """Decode `wire` events as the runner does and apply them as ONE batch, in one transaction."""
+        messages = []
+        for offset, body in enumerate(wire):
+            record = Record(topics.EVENTS, 0, offset, None, orjson.dumps(body))
+            decoded = self.handler.decode(record)
+            messages.append(
+                Message(record.topic, 0, offset, decoded.value, decoded.input_id, decoded.received_at)
+            )
+        async with self.sessions() as session, session.begin():
+            await self.handler.handle(session, messages)
+
+    async def rows(self, sql: str, **params: Any) -> list[Any]:
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(text(sql), params)).all())
+
+
+@pytest.fixture
+async def store(database: str) -> AsyncIterator[Store]:
+    engine = create_engine(database, pool_size=3)
+    await migrations.upgrade(engine, MIGRATIONS)
+    handler = SegmenterHandler(SegmenterConfig(), "test", topics.LIFECYCLE, lambda: NOW)
+    yield Store(engine, session_factory(engine), handler)
+    await engine.dispose()
+
+
+def wire(kind: str, mid: str, at: datetime, **ids: Any) -> dict[str, Any]:
+    stamp = format_ts(at)
+    return {"type": kind, "messageId": mid, "timestamp": stamp, "receivedAt": stamp, **ids}
+
+
+async def test_one_batch_that_creates_anonymous_rows_and_merges_them_leaves_none_behind(store: Store) -> None:
+    """Defect 10: the anonymous page view's history row and activity day move with the merge."""
+    await store.handle(
+        wire("page", "v1", NOW - timedelta(minutes=5), anonymousId="anon-1", name="Landing"),
+        wire("identify", "i1", NOW, userId="u1", anonymousId="anon-1", traits={"plan": "pro"}),
+    )
+    history = await store.rows("SELECT user_id, from_stage, to_stage FROM stage_history")
+    assert [tuple(r) for r in history] == [("u1", None, "new")]
+    days = await store.rows("SELECT user_id, day FROM activity_days")
+    assert [r.user_id for r in days] == ["u1"]
+    profiles = await store.rows("SELECT user_id, merged_into FROM profiles ORDER BY user_id")
+    assert [tuple(r) for r in profiles] == [("anon-1", "u1"), ("u1", None)]
+    assert not await store.rows("SELECT 1 FROM segment_members WHERE user_id = 'anon-1'")
+    assert not await store.rows("SELECT 1 FROM timers WHERE key = 'anon-1'")
+
+
+async def test_two_users_reusing_a_message_id_both_keep_their_rows_and_events(store: Store) -> None:
+    """Defect 3: ids are scoped by user, so neither user's rows are dropped as duplicates."""
+    await store.handle(
+        wire("track", "signup-1", NOW, userId="alice", event="Signed Up"),
+        wire("track", "signup-1", NOW, userId="bob", event="Signed Up"),
+    )
+    history = await store.rows("SELECT user_id, event_id FROM stage_history ORDER BY user_id")
+    assert [r.user_id for r in history] == ["alice", "bob"]
+    assert history[0].event_id != history[1].event_id
+    outbox = await store.rows("SELECT id, key, value FROM outbox ORDER BY key")
+    assert [r.key for r in outbox] == ["alice", "bob"]
+    assert [orjson.loads(r.value)["userId"] for r in outbox] == ["alice", "bob"]
+    assert {r.id for r in outbox} == {r.event_id for r in history}
+
+
+async def test_a_timer_whose_profile_is_gone_is_dropped_and_a_busy_one_kept(store: Store) -> None:
+    """Defect 7: `gone` and `busy` are told apart; only `busy` is offered again."""
+    await store.handle(wire("page", "p1", NOW - timedelta(days=8), userId="busy"))
+    due = [Timer(IDLE_TIMER, "ghost", NOW), Timer(IDLE_TIMER, "busy", NOW)]
+    async with store.sessions() as holder, holder.begin():
+        await holder.execute(text("SELECT 1 FROM profiles WHERE user_id = 'busy' FOR UPDATE"))
+        async with store.sessions() as session, session.begin():
+            handled = list(await store.handler.on_timers(session, due, NOW))
+    assert [t.key for t in handled] == ["ghost"]
+    async with store.sessions() as session, session.begin():
+        handled = list(await store.handler.on_timers(session, due[1:], NOW))
+    assert [t.key for t in handled] == ["busy"]
+    stage = await store.rows("SELECT stage FROM profiles WHERE user_id = 'busy'")
+    assert stage[0].stage == "at_risk"
+
+
+def test_decode_names_the_scoped_input_id() -> None:
+    handler = SegmenterHandler(SegmenterConfig(), "test", topics.LIFECYCLE, lambda: NOW)
+    body = wire("page", "m-1", NOW, userId="u-1")
+    decoded = handler.decode(Record("userops.events.v1.some-physical-name", 2, 7, b"u-1", orjson.dumps(body)))
+    assert isinstance(decoded.value, Event)
+    assert decoded.input_id == "userops.events.v1\x1fu-1\x1fm-1"  # the contract name, not the topic
