@@ -43,6 +43,7 @@ __all__ = [
     "cancel",
     "list_dead",
     "replay_dead",
+    "retry_delay",
     "schedule",
 ]
 
@@ -101,6 +102,15 @@ class TimerMetrics:
                 ),
             )
         return existing[service]
+
+
+def retry_delay(
+    attempts: int, error: BaseException, max_attempts: int, backoff_initial: float, backoff_max: float
+) -> float | None:
+    """Seconds until a timer that failed for the `attempts`-th time is offered again; None: dead."""
+    if isinstance(error, PermanentError) or attempts >= max_attempts:
+        return None
+    return backoff_delay(attempts, backoff_initial, backoff_max)
 
 
 class TimerWorker(WorkLoop):
@@ -244,9 +254,10 @@ class TimerWorker(WorkLoop):
     async def _record_failure(
         self, session: AsyncSession, timer: Timer, attempts: int, exc: Exception
     ) -> None:
-        dead = isinstance(exc, PermanentError) or attempts >= self._max_attempts
+        retry_in = retry_delay(attempts, exc, self._max_attempts, *self._backoff)
+        dead = retry_in is None
         now = self._clock()
-        retry_at = None if dead else now + timedelta(seconds=backoff_delay(attempts, *self._backoff))
+        retry_at = None if retry_in is None else now + timedelta(seconds=retry_in)
         await session.execute(
             store.RECORD_FAILURE,
             {

@@ -1,0 +1,29 @@
+"""When a failing timer is offered again, and when it is dead: pure, in milliseconds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from shared.ids import timer_input_id
+from shared.runtime.errors import PermanentError
+from shared.runtime.timers import Timer, retry_delay
+
+
+def test_a_failing_timer_backs_off_exponentially_with_jitter_up_to_the_cap() -> None:
+    for attempts, low, high in [(1, 0.5, 1.0), (2, 1.0, 2.0), (3, 2.0, 4.0), (20, 30.0, 60.0)]:
+        delays = {retry_delay(attempts, ValueError("bug"), 50, 1.0, 60.0) for _ in range(100)}
+        assert all(d is not None and low <= d <= high for d in delays), (attempts, delays)
+        assert len(delays) > 1
+
+
+def test_a_timer_is_dead_at_its_last_attempt_or_on_a_permanent_error() -> None:
+    assert retry_delay(4, ValueError("bug"), 5, 1.0, 60.0) is not None
+    assert retry_delay(5, ValueError("bug"), 5, 1.0, 60.0) is None
+    assert retry_delay(1, PermanentError("no such user"), 5, 1.0, 60.0) is None
+
+
+def test_a_timer_firing_id_is_the_shared_timer_input_id() -> None:
+    due = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    assert Timer("idle", "u1", due).id == timer_input_id("idle", "u1", due)
+    assert Timer("idle", "u1", due).id != Timer("idle", "u1", due + timedelta(microseconds=1)).id
+    assert Timer("idle", "u1", due).id != Timer("idle", "u2", due).id
