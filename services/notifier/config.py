@@ -228,6 +228,8 @@ def _readable_errors(errors: Any, data: Any, exc_title: str) -> ValidationError:
             if isinstance(item, dict):
                 if "template" in item and loc[2:5] == ("variants", 0, "template"):
                     loc = (*loc[:2], "template", *loc[5:])
+                if "template" in item:
+                    message = message.replace("variants[0].template", "template")
                 if isinstance(item.get("name"), str):
                     message = f"campaign {item['name']!r}: {message}"
         message = message.replace("{", "{{").replace("}", "}}")

@@ -33,7 +33,7 @@ from services.notifier.domain.projection import Entry, Lot, Projection, apply
 from services.notifier.domain.sends import Conversion, EntryRecord, PlannedSend, SendOutcome, send_key
 from services.notifier.domain.triggers import (
     PointsExpiringTrigger,
-    expiring_hit,
+    expiring_due,
     goal_reached,
     matches,
     next_expiry_check,
@@ -69,10 +69,13 @@ def decide(projection: Projection | None, item: Input, cfg: NotifierConfig, now:
     for campaign in derived.campaigns.values():
         lots: list[Lot] = []
         if isinstance(campaign.trigger, PointsExpiringTrigger):
-            lots = expiring_hit(campaign.trigger.points_expiring, campaign.name, p, item)
+            spec = campaign.trigger.points_expiring
+            lots = expiring_due(spec, campaign.name, p, item)
             if not lots:
                 continue
             p.expiry_reminded[campaign.name] = max(lot.expires_at for lot in lots)
+            if sum(lot.points for lot in lots) < spec.min_points:
+                continue
         elif not matches(campaign.trigger, item, p, tiers=cfg.tiers, answer=answer):
             continue
         if campaign.audience is not None and not holds(campaign.audience, p, now):

@@ -79,22 +79,25 @@ def next_allowed(now: datetime, tz: tzinfo, window: QuietWindow | None) -> datet
         end_day = local.date()
         if window.spans_midnight and local.time() >= window.start:
             end_day += timedelta(days=1)
-        candidate = first_instant_at_or_after(end_day, window.end, tz)
+        candidate = first_instant_at_or_after(end_day, window.end, tz, not_before=at)
         at = max(candidate, at + timedelta(microseconds=1))
     return at
 
 
-def first_instant_at_or_after(day: date, wall: time, tz: tzinfo) -> datetime:
-    """The earliest instant (UTC) whose local wall time in `tz` is at or after `day` `wall`.
+def first_instant_at_or_after(day: date, wall: time, tz: tzinfo, *, not_before: datetime) -> datetime:
+    """The earliest instant (UTC), not before `not_before`, at which the local wall time in `tz`
+    reads `day` `wall`, or passes it by jumping over it.
 
-    An existing wall time gives its first occurrence; one inside a spring-forward gap gives the
-    instant of the jump, found by bisection between the two offsets' readings of it.
+    An existing wall time gives its first occurrence not before `not_before` (after a fall-back,
+    a wall time occurs twice); one inside a spring-forward gap gives the instant of the jump,
+    found by bisection between the two offsets' readings of it.
     """
     naive = datetime.combine(day, wall)
     early = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
     if _wall(early, tz) == naive:
         late = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
-        return min(early, late)
+        occurrences = sorted({early, late})
+        return next((t for t in occurrences if t >= not_before), occurrences[-1])
     lo = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
     hi = early
     if lo > hi:

@@ -135,10 +135,11 @@ def channel_problem(spec: TemplateSpec, channel: str) -> str | None:
     required, allowed = CHANNEL_FIELDS[channel]
     present = {name for name in TemplateSpec.model_fields if getattr(spec, name) is not None}
     missing, extra = required - present, present - allowed
+    article = "an" if channel[0] in "aeiou" else "a"
     if missing:
-        return f"a {channel} template needs {', '.join(sorted(missing))}"
+        return f"{article} {channel} template needs {', '.join(sorted(missing))}"
     if extra:
-        return f"a {channel} template takes only {', '.join(sorted(allowed))}, not {', '.join(sorted(extra))}"
+        return f"{article} {channel} template takes only {', '.join(sorted(allowed))}, not {', '.join(sorted(extra))}"
     return None
 
 

@@ -165,7 +165,7 @@ def matches(
     answer: NpsAnswer | None,
 ) -> bool:
     """Whether `item` (already applied to `p`) fires `trigger`. Points-expiring triggers are
-    matched by `expiring_hit`, since they need the campaign's reminder mark."""
+    matched by `expiring_due`, since they need the campaign's reminder mark."""
     if isinstance(trigger, StageTrigger):
         spec = trigger.stage_changed
         return (
@@ -207,13 +207,15 @@ def _rewards(spec: RewardsSpec, ev: RewardsEvent, tiers: list[str]) -> bool:
     return step > 0 if spec.direction == "up" else step < 0
 
 
-def expiring_hit(spec: ExpirySpec, campaign: str, p: Projection, item: Input) -> list[Lot]:
-    """The lots an `ExpiryCheck` reminds about for this campaign (empty: no reminder)."""
+def expiring_due(spec: ExpirySpec, campaign: str, p: Projection, item: Input) -> list[Lot]:
+    """The lots an `ExpiryCheck` finds for this campaign: expiring within `spec.within` of the
+    check and not yet covered by the campaign's reminder mark (empty for any other input).
+    The caller moves the mark past them whether or not they add up to `min_points`, so the
+    timer never fires twice for the same lots."""
     if not isinstance(item, ExpiryCheck):
         return []
     lots = expiring(p, p.expiry_reminded.get(campaign), item.at + spec.within)
-    lots = [lot for lot in lots if lot.expires_at > item.at]
-    return lots if sum(lot.points for lot in lots) >= spec.min_points else []
+    return [lot for lot in lots if lot.expires_at > item.at]
 
 
 def next_expiry_check(p: Projection, specs: dict[str, ExpirySpec]) -> datetime | None:
