@@ -152,7 +152,8 @@ class JobWorker(WorkLoop):
 
     async def _step(self) -> int:
         if self._crashed is not None:
-            raise self._crashed
+            crashed, self._crashed = self._crashed, None
+            raise crashed  # a job's outcome could not be recorded: a bug, the worker ends
         await self._housekeeping()
         free = self._settings.concurrency - len(self._inflight)
         if free <= 0:

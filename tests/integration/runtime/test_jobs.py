@@ -229,6 +229,33 @@ async def test_a_worker_lost_mid_effect_is_replaced_and_the_receiver_gets_the_sa
     assert [tuple(r) for r in outcomes] == [(2, "succeeded")]
 
 
+async def test_a_worker_lost_during_the_last_attempt_leaves_the_job_failed_not_run_again(
+    engine: AsyncEngine,
+) -> None:
+    runs: Counter[str] = Counter()
+
+    async def hangs(job: jobs.ClaimedJob) -> None:
+        runs[job.id] += 1
+        await asyncio.Event().wait()
+
+    kind = jobs.JobKind("webhook", hangs, max_attempts=1, timeout=1.0)
+    await _enqueue(engine, jobs.Job("hook:last", "webhook"))
+    first = _worker(engine, kind)
+    [task] = await _running(first)
+    await eventually(lambda: runs["hook:last"] == 1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    second = _worker(engine, kind)
+    tasks = await _running(second)
+    try:
+        row = await eventually(lambda: _state(engine, "hook:last", "failed"), timeout=15)
+    finally:
+        await _stop([second], tasks)
+    assert runs["hook:last"] == 1
+    assert "lease expired during attempt 1" in row["last_error"]
+
+
 async def test_failures_retry_with_backoff_fail_for_good_and_replay(engine: AsyncEngine) -> None:
     started: dict[str, list[float]] = {}
     broken = {"flaky": 2, "hopeless": 99, "rejected": 0}
