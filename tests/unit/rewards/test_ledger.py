@@ -90,13 +90,13 @@ def apply_op(w: World, op: tuple[str, int, int, bool]) -> None:
             return
         _assert_earliest_expiry_first(spendable, before, book.holds[hold_id].allocations, a)
     elif kind in ("confirm", "release"):
-        hold_id = _pick(list(book.holds), a)
-        if hold_id is not None:
+        picked = _pick(list(book.holds), a)
+        if picked is not None:
             op_fn = book.confirm if kind == "confirm" else book.release
-            w.post(op_fn(hold_id, w.next_id(kind), w.now))
+            w.post(op_fn(picked, w.next_id(kind), w.now))
     else:
-        lot_id = _pick(list(book.lots), a)
-        if lot_id is None:
+        lot_id = _pick(list(book.lots), a) or ""
+        if not lot_id:
             return
         if kind == "expire":
             w.post(book.expire(lot_id, w.next_id("exp"), w.now))
