@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from aiokafka import TopicPartition
 from sqlalchemy import exc as sa_exc
+from structlog.testing import capture_logs
 
 from shared import ids
 from shared.runtime import deadletter
@@ -108,7 +109,13 @@ async def test_a_transient_failure_pauses_keeps_polling_and_retries_the_same_bat
     kit.store.failures = [down] * 20  # far more than the unexpected-error bound: still retried
     for i in range(3):
         kit.consumer.add(0, b"u1", f"u1:m{i}".encode())
-    await kit.runner.run_once()
+    with capture_logs() as logs:
+        await kit.runner.run_once()
+    # Twenty failed attempts, two log lines: the outage began, the outage ended.
+    assert [e["event"] for e in logs if e["log_level"] != "debug"] == [
+        "consumer batch failed; retrying",
+        "consumer batch recovered",
+    ]
     assert kit.store.effects == ["m0", "m1", "m2"]
     assert states and all(ready is False and paused == {TP0} for ready, paused in states)
     assert kit.consumer.polls_while_paused >= 20
