@@ -412,3 +412,31 @@ async def test_succeeded_jobs_past_the_retention_are_purged(engine: AsyncEngine)
 async def _ids(engine: AsyncEngine, expected: set[str]) -> bool:
     async with engine.connect() as conn:
         return set((await conn.execute(text("SELECT id FROM jobs"))).scalars()) == expected
+
+
+async def test_a_job_runs_at_its_due_time_and_stop_lets_the_effect_in_flight_finish(
+    engine: AsyncEngine,
+) -> None:
+    performed: dict[str, float] = {}
+    release = asyncio.Event()
+
+    async def perform(job: jobs.ClaimedJob) -> None:
+        performed[job.id] = time.time()
+        if job.id == "slow":
+            await release.wait()
+
+    async with session_factory(engine)() as s, s.begin():
+        now = (await s.execute(text("SELECT now()"))).scalar_one()
+        await jobs.enqueue(
+            s, [jobs.Job("later", "mail", due_at=now + timedelta(seconds=1)), jobs.Job("slow", "mail")]
+        )
+    worker = _worker(engine, jobs.JobKind("mail", perform, timeout=10.0))
+    tasks = await _running(worker)
+    await eventually(lambda: "later" in performed)
+    assert performed["later"] >= (now + timedelta(seconds=1)).timestamp()
+    worker.stop()
+    await asyncio.sleep(0.2)
+    assert not tasks[0].done(), "stop waits for the effect in flight"
+    release.set()
+    await asyncio.wait_for(tasks[0], 10)
+    assert (await _job(engine, "slow"))["state"] == "succeeded", "and records its outcome"
