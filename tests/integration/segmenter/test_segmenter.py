@@ -5,10 +5,12 @@ from __future__ import annotations
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import orjson
 
-from tests.conftest import Stack, eventually
+from tests.conftest import Stack, eventually, plain_url
 from tests.integration.runtime.test_runner import read_all
 from tests.integration.segmenter.conftest import SegmenterFactory
 from tests.integration.segmenter.harness import produce_events, wire_event
@@ -140,3 +142,103 @@ async def test_invalid_config_stops_the_service_naming_file_and_field(
     assert str(bad) in out
     assert "segments[0].rule.all[0]" in out
     assert "approx" in out or "op" in out
+
+
+async def test_two_users_reusing_a_message_id_both_get_history_and_lifecycle_events(
+    stack: Stack,
+    topics: dict[str, str],
+    database: str,
+    segmenter_factory: SegmenterFactory,
+    short_config: Path,
+) -> None:
+    """Defect 3: output ids derive from (topic contract, user, messageId), not the messageId alone."""
+    seg = segmenter_factory(short_config)
+    seg.start()
+    await seg.wait_ready()
+    now = datetime.now(UTC)
+    await produce_events(
+        stack.bootstrap,
+        topics[EVENTS],
+        [wire_event(user, "Signed Up", now, mid="signup-1") for user in ("dana", "eve")],
+    )
+    await eventually(lambda: _is(seg, "dana", "new"), timeout=20)
+    await eventually(lambda: _is(seg, "eve", "new"), timeout=20)
+    for user in ("dana", "eve"):
+        assert [h["to"] for h in (await seg.get(f"/v1/users/{user}"))["history"]] == ["new"]
+    records = await read_all(stack.bootstrap, topics[LIFECYCLE], expect=2)
+    changes = [orjson.loads(r.value) for r in records]
+    first = {(c["userId"], c["id"]) for c in changes if c["type"] == "stage_changed" and c["from"] is None}
+    assert {u for u, _ in first} == {"dana", "eve"}
+    assert len({i for _, i in first}) == 2
+
+
+async def test_a_timer_whose_profile_row_is_gone_is_dropped_with_a_log_line(
+    database: str, segmenter_factory: SegmenterFactory, short_config: Path
+) -> None:
+    """Defect 7: it used to be offered again forever (skip-locked could not tell gone from busy)."""
+    seg = segmenter_factory(short_config)
+    seg.start()
+    await seg.wait_ready()
+    await _execute(
+        database,
+        "INSERT INTO timers (kind, key, due_at, payload) VALUES ('segmenter.idle', 'ghost', now(), '{}')",
+    )
+
+    async def gone() -> bool:
+        return not await _rows(database, "SELECT 1 FROM timers WHERE key = 'ghost'")
+
+    await eventually(gone, timeout=20)
+    await eventually(lambda: "profile row is gone" in seg.log.read_text(), timeout=10)
+    assert not await _rows(database, "SELECT 1 FROM profiles WHERE user_id = 'ghost'")
+
+
+async def test_non_finite_revenue_never_poisons_the_user(
+    stack: Stack,
+    topics: dict[str, str],
+    database: str,
+    segmenter_factory: SegmenterFactory,
+    short_config: Path,
+) -> None:
+    """Defect 2: `1e308` twice and `"NaN"` are applied without their amount; later orders count."""
+    seg = segmenter_factory(short_config)
+    seg.start()
+    await seg.wait_ready()
+    now = datetime.now(UTC)
+    amounts: list[object] = [1e308, 1e308, "NaN", "inf", 150]
+    await produce_events(
+        stack.bootstrap,
+        topics[EVENTS],
+        [
+            wire_event("frank", "Order Completed", now, mid=f"f{i}", properties={"revenue": amount})
+            for i, amount in enumerate(amounts)
+        ],
+    )
+
+    async def orders() -> int:
+        rows = await _rows(database, "SELECT state FROM profiles WHERE user_id = 'frank'")
+        return int(orjson.loads(rows[0][0])["orders"]) if rows else 0
+
+    await eventually(lambda: _count_is(orders, len(amounts)), timeout=20)
+    state = orjson.loads((await _rows(database, "SELECT state FROM profiles WHERE user_id = 'frank'"))[0][0])
+    assert state["revenue"] == 150.0
+    assert "big_spenders" in {s["segment"] for s in (await seg.get("/v1/users/frank"))["segments"]}
+
+
+async def _count_is(count, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return bool(await count() == n)
+
+
+async def _rows(url: str, sql: str) -> list[Any]:
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        return list(await conn.fetch(sql))
+    finally:
+        await conn.close()
+
+
+async def _execute(url: str, sql: str) -> None:
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
