@@ -11,14 +11,12 @@ Durations are written as in every userops config: "90s", "15m", "12h", "7d", "2w
 
 from __future__ import annotations
 
-import itertools
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Any, Literal, Self
 from zoneinfo import ZoneInfo
 
 from pydantic import (
-    BeforeValidator,
     Field,
     ModelWrapValidatorHandler,
     ValidationError,
@@ -30,21 +28,21 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from services.rewards.domain.amounts import NonNegativeDecimal, PositiveDecimal, Rounding
 from services.rewards.domain.conditions import STAGES, Condition
-from services.segmenter.domain.duration import Duration, format_duration, parse_duration
+from services.rewards.domain.programs import (
+    ID_PATTERN,
+    BadgeRule,
+    ReferralConfig,
+    StreakConfig,
+    TierLevel,
+    TiersConfig,
+    TotalConfig,
+)
+from services.segmenter.domain.duration import Duration, format_duration
 from shared.config import StrictModel, config_version, load_yaml
 
-_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 Period = Literal["day", "week", "lifetime"]
 Stage = Literal["new", "activated", "active", "reactivated", "at_risk", "dormant", "churned"]
 assert set(Stage.__args__) == set(STAGES)  # type: ignore[attr-defined]
-
-
-def _non_negative(value: Any) -> timedelta:
-    return parse_duration(value)
-
-
-GraceDuration = Annotated[timedelta, BeforeValidator(_non_negative)]
-"""A duration that may be zero ("0s")."""
 
 
 class CapConfig(StrictModel):
@@ -98,7 +96,7 @@ class EarningRule(StrictModel):
     """One earning rule: a trigger (a tracked `event`, or a `lifecycle` stage reached), conditions,
     then fixed `points` or `proportional` points, multipliers, caps, budget and pending period."""
 
-    id: str = Field(pattern=_ID)
+    id: str = Field(pattern=ID_PATTERN)
     description: str = ""
     event: str | None = Field(default=None, min_length=1)
     lifecycle: Stage | None = None
@@ -129,84 +127,6 @@ class EarningRule(StrictModel):
         if len(set(periods)) != len(periods):
             raise ValueError("at most one cap per period")
         return self
-
-
-class TierLevel(StrictModel):
-    """A tier reached with `min_points` earned in the window; `multiplier` is its earning benefit
-    (applied by rules with `tier_multiplier: true`)."""
-
-    name: str = Field(pattern=_ID)
-    min_points: int = Field(ge=0)
-    multiplier: PositiveDecimal = PositiveDecimal(1)
-
-
-class TiersConfig(StrictModel):
-    """Tiers from points earned in the rolling `window`: promotion at once; at each `period` end
-    a user below their tier's threshold keeps it for `grace`, then drops to what they qualify for."""
-
-    window: Duration = timedelta(days=365)
-    period: Duration = timedelta(days=90)
-    grace: GraceDuration = timedelta(days=30)
-    levels: list[TierLevel] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        if self.grace >= self.period:
-            raise ValueError("grace must be shorter than period")
-        if self.levels[0].min_points != 0:
-            raise ValueError("the first tier level must have min_points 0")
-        mins = [level.min_points for level in self.levels]
-        if any(b <= a for a, b in itertools.pairwise(mins)):
-            raise ValueError("tier min_points must be strictly ascending")
-        names = [level.name for level in self.levels]
-        if len(set(names)) != len(names):
-            raise ValueError("tier names must be unique")
-        return self
-
-
-class StreakConfig(StrictModel):
-    """Daily check-ins: one `event` per local date counts; up to `freezes` missed days per streak
-    are bridged instead of breaking it."""
-
-    event: str = Field(min_length=1)
-    freezes: int = Field(default=0, ge=0, le=30)
-
-
-class TotalConfig(StrictModel):
-    property: str = Field(min_length=1)
-    at_least: PositiveDecimal
-
-
-class BadgeRule(StrictModel):
-    """A badge for `count` `event`s, a `total` of an `event` property, or a `streak` of that many
-    days; `repeatable` earns it again at every further multiple; `points` come with it."""
-
-    id: str = Field(pattern=_ID)
-    event: str | None = Field(default=None, min_length=1)
-    count: int | None = Field(default=None, ge=1)
-    total: TotalConfig | None = None
-    streak: int | None = Field(default=None, ge=1)
-    repeatable: bool = False
-    points: int = Field(default=0, ge=0)
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Self:
-        kinds = [self.count is not None, self.total is not None, self.streak is not None]
-        if sum(kinds) != 1:
-            raise ValueError("a badge is earned by exactly one of: count, total, streak")
-        if (self.streak is None) == (self.event is None):
-            raise ValueError("count and total badges name an event; streak badges do not")
-        return self
-
-
-class ReferralConfig(StrictModel):
-    """`event` carrying `referrer_property` records who referred the user; once that user
-    activates, referrer and referee are paid once. Self-referral and cycles pay nothing."""
-
-    event: str = Field(min_length=1)
-    referrer_property: str = Field(min_length=1)
-    referrer_points: int = Field(ge=1)
-    referee_points: int = Field(ge=1)
 
 
 class ExpiryConfig(StrictModel):

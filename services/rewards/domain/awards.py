@@ -13,9 +13,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from services.rewards.config import RewardsConfig
-from services.rewards.domain.book import Lot
 from services.rewards.domain.inputs import Timer, TimerInput, TimerKind
-from services.rewards.domain.ledger import Transaction
+from services.rewards.domain.ledger import Lot, Transaction
 from services.rewards.domain.outputs import Output, PointsAwarded, PointsReversed, TierChanged
 from services.rewards.domain.referrals import ForeignAward
 from services.rewards.domain.rules import Skipped

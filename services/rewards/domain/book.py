@@ -15,88 +15,24 @@ so the stored balances always equal the sum of the user's entries. Invariants ke
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Final, Literal
+from datetime import datetime
 
 from services.rewards.domain.ledger import (
     EXPIRY_SINK,
     REDEMPTION_SINK,
     Account,
     AccountKind,
+    Balances,
+    Hold,
+    Lot,
     Transaction,
     TxKind,
     transfer,
 )
 
-_FAR: Final = datetime.max.replace(tzinfo=UTC)
-
 
 class InsufficientBalance(Exception):
     """A hold asked for more points than are available (the API answers 409)."""
-
-
-@dataclass(slots=True)
-class Lot:
-    """The points of one award. `id` is the award's transaction id."""
-
-    id: str
-    rule_id: str
-    amount: int
-    remaining: int
-    earned_at: datetime
-    expires_at: datetime | None
-    pending: bool = False
-    reference: str | None = None
-    reversed: int = 0
-    expired_amount: int = 0
-    expired: bool = False
-
-    def spend_order(self) -> tuple[bool, datetime, datetime, str]:
-        return (self.expires_at is None, self.expires_at or _FAR, self.earned_at, self.id)
-
-    def spendable(self, at: datetime) -> bool:
-        return (
-            not self.pending
-            and not self.expired
-            and self.remaining > 0
-            and (self.expires_at is None or self.expires_at > at)
-        )
-
-
-@dataclass(slots=True)
-class Hold:
-    """A redemption reserve: `allocations` are the (lot id, points) it took from lots."""
-
-    id: str
-    amount: int
-    created_at: datetime
-    expires_at: datetime
-    allocations: list[tuple[str, int]]
-    status: Literal["held", "confirmed", "released"] = "held"
-
-
-@dataclass(slots=True)
-class Balances:
-    """The user's account balances; `debt` is ≤ 0 (minus what the user owes)."""
-
-    available: int = 0
-    pending: int = 0
-    held: int = 0
-    debt: int = 0
-
-    def apply(self, tx: Transaction, user_id: str) -> None:
-        for entry in tx.entries:
-            if entry.account.owner != user_id:
-                continue
-            kind = entry.account.kind
-            if kind is AccountKind.AVAILABLE:
-                self.available += entry.amount
-            elif kind is AccountKind.PENDING:
-                self.pending += entry.amount
-            elif kind is AccountKind.HELD:
-                self.held += entry.amount
-            elif kind is AccountKind.DEBT:
-                self.debt += entry.amount
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,15 +11,19 @@ Accounts:
 - per rule: `rule` — the funding account every award of that rule is drawn from; its balance is
   minus the rule's net issuance, so a budget's remaining amount is `limit + balance`;
 - sinks: `expiry` (expired points) and `redemption` (confirmed redemptions).
+
+A `Lot` is the points of one award (its own expiry, what remains unspent); a `Hold` is a
+redemption reserve with the (lot, points) it took; `Balances` are a user's account balances.
+The operations that move points between them live in `book.PointsBook`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Final
+from typing import Final, Literal
 
 
 class AccountKind(StrEnum):
@@ -66,6 +70,7 @@ class Account:
         return cls(AccountKind.RULE, rule_id)
 
 
+_FAR: Final = datetime.max.replace(tzinfo=UTC)
 EXPIRY_SINK: Final = Account(AccountKind.EXPIRY)
 REDEMPTION_SINK: Final = Account(AccountKind.REDEMPTION)
 
@@ -144,3 +149,67 @@ def balances_from(transactions: Iterable[Transaction]) -> dict[Account, int]:
         for entry in tx.entries:
             out[entry.account] = out.get(entry.account, 0) + entry.amount
     return out
+
+
+@dataclass(slots=True)
+class Lot:
+    """The points of one award. `id` is the award's transaction id."""
+
+    id: str
+    rule_id: str
+    amount: int
+    remaining: int
+    earned_at: datetime
+    expires_at: datetime | None
+    pending: bool = False
+    reference: str | None = None
+    reversed: int = 0
+    expired_amount: int = 0
+    expired: bool = False
+
+    def spend_order(self) -> tuple[bool, datetime, datetime, str]:
+        return (self.expires_at is None, self.expires_at or _FAR, self.earned_at, self.id)
+
+    def spendable(self, at: datetime) -> bool:
+        return (
+            not self.pending
+            and not self.expired
+            and self.remaining > 0
+            and (self.expires_at is None or self.expires_at > at)
+        )
+
+
+@dataclass(slots=True)
+class Hold:
+    """A redemption reserve: `allocations` are the (lot id, points) it took from lots."""
+
+    id: str
+    amount: int
+    created_at: datetime
+    expires_at: datetime
+    allocations: list[tuple[str, int]]
+    status: Literal["held", "confirmed", "released"] = "held"
+
+
+@dataclass(slots=True)
+class Balances:
+    """The user's account balances; `debt` is ≤ 0 (minus what the user owes)."""
+
+    available: int = 0
+    pending: int = 0
+    held: int = 0
+    debt: int = 0
+
+    def apply(self, tx: Transaction, user_id: str) -> None:
+        for entry in tx.entries:
+            if entry.account.owner != user_id:
+                continue
+            kind = entry.account.kind
+            if kind is AccountKind.AVAILABLE:
+                self.available += entry.amount
+            elif kind is AccountKind.PENDING:
+                self.pending += entry.amount
+            elif kind is AccountKind.HELD:
+                self.held += entry.amount
+            elif kind is AccountKind.DEBT:
+                self.debt += entry.amount

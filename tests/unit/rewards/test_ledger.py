@@ -10,12 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.rewards.domain.book import InsufficientBalance, Lot, PointsBook
+from services.rewards.domain.book import InsufficientBalance, PointsBook
 from services.rewards.domain.ledger import (
     REDEMPTION_SINK,
     Account,
     AccountKind,
     LedgerEntry,
+    Lot,
     Transaction,
     TxKind,
     UnbalancedTransaction,
