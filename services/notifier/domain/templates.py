@@ -69,9 +69,11 @@ def check_template(source: str) -> str:
         raise ValueError(f"a template is at most {MAX_TEMPLATE_CHARS} characters")
     try:
         ast = _TEXT.parse(source)
+        undeclared = meta.find_undeclared_variables(ast)  # runs the compiler: unknown filters fail
+        _compiled(source, False)
     except TemplateError as exc:
         raise ValueError(f"template does not compile: {exc}") from exc
-    unknown = meta.find_undeclared_variables(ast) - VARIABLES
+    unknown = undeclared - VARIABLES
     if unknown:
         raise ValueError(
             f"template uses unknown variable(s) {', '.join(sorted(unknown))} "

@@ -13,14 +13,19 @@ from typing import Any
 import yaml
 
 from services.notifier.config import NotifierConfig, load_config
+from services.notifier.domain.decide import Decision, decide
 from services.notifier.domain.inputs import (
     EventInput,
     ExpiryCheck,
+    Input,
     PreferenceChanged,
     RewardsEvent,
     SegmentChanged,
     StageChanged,
 )
+from services.notifier.domain.projection import Projection
+from services.notifier.domain.recheck import recheck, record_sent
+from services.notifier.domain.sends import PlannedSend, SendOutcome
 from services.notifier.domain.unsubscribe import UnsubscribeSigner
 from shared.events import Event, format_ts
 
@@ -108,3 +113,29 @@ def expiry_check(when: datetime, user: str = "u1") -> ExpiryCheck:
 
 def unsubscribe(scope: str, when: datetime, user: str = "u1") -> PreferenceChanged:
     return PreferenceChanged(f"pref-{next(_ids)}", user, scope, False, when)
+
+
+def fire(
+    p: Projection | None, item: Input, cfg: NotifierConfig | None = None, now: datetime | None = None
+) -> Decision:
+    """Run `decide` at `now` (default: the input's own time)."""
+    return decide(p, item, cfg or shipped(), now or item.at)
+
+
+def deliver(
+    p: Projection, planned: PlannedSend, cfg: NotifierConfig | None = None, now: datetime | None = None
+) -> list[SendOutcome]:
+    """Re-check `planned` at its due time (or `now`), following deferrals like the timer worker,
+    and count a sent message towards the caps. Returns every outcome in order."""
+    cfg = cfg or shipped()
+    when = now or planned.due_at
+    outcomes = []
+    for _ in range(3):
+        outcome = recheck(p, planned, cfg, when, signer=signer(cfg))
+        outcomes.append(outcome)
+        if outcome.kind == "sent":
+            record_sent(p, cfg.derived.campaigns[planned.campaign], when)
+        if outcome.kind != "deferred" or outcome.until is None:
+            break
+        when = outcome.until
+    return outcomes

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from services.notifier.domain.caps import FrequencyCap, SentRecord, check_caps, prune
 
 T0 = datetime(2024, 3, 5, 12, tzinfo=UTC)
-DAY = FrequencyCap(limit=2, period="1d")  # type: ignore[arg-type]
-WEEK = FrequencyCap(limit=1, period="7d")  # type: ignore[arg-type]
+DAY = FrequencyCap(limit=2, period="1d")
+WEEK = FrequencyCap(limit=1, period="7d")
 
 
 def check(sent: list[SentRecord], campaign: str, now: datetime, *, exempt: bool = False) -> str | None:
@@ -49,8 +49,8 @@ def test_prune_keeps_only_what_the_longest_window_can_see() -> None:
 
 
 def test_labels() -> None:
-    assert FrequencyCap(limit=3, period="12h").label("global") == "global:3/12h"  # type: ignore[arg-type]
-    assert FrequencyCap(limit=3, period="90s").label("campaign") == "campaign:3/90s"  # type: ignore[arg-type]
+    assert FrequencyCap(limit=3, period="12h").label("global") == "global:3/12h"
+    assert FrequencyCap(limit=3, period="90s").label("campaign") == "campaign:3/90s"
 
 
 caps = st.lists(

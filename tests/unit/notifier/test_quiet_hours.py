@@ -17,8 +17,8 @@ BERLIN = ZoneInfo("Europe/Berlin")
 NIGHT = QuietWindow(time(21), time(8))
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
