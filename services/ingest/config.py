@@ -42,6 +42,9 @@ class IngestSettings(BaseServiceSettings):
     ingest_unavailable_retry_after_seconds: int = Field(2, ge=1)
     # How often the broker connection is probed for `/ready` (and to recover after an outage).
     ingest_probe_interval_seconds: float = Field(1.0, gt=0)
+    # During an outage the broker is retried with jittered exponential backoff, from the probe
+    # interval up to this; a retry costs a connection attempt (and CPU) per worker.
+    ingest_max_probe_interval_seconds: float = Field(5.0, gt=0)
     # Bytes of events a worker holds awaiting Kafka's acknowledgement before it answers 503
     # (backpressure instead of unbounded memory when the broker slows down).
     ingest_max_in_flight_bytes: int = Field(64 * 1024 * 1024, gt=0)

@@ -1,8 +1,12 @@
-"""Run the ingest app under a real uvicorn server in a thread, and read back what it published."""
+"""Run the ingest app under a real uvicorn server in a thread (or as a real process, as
+`python -m services.ingest`), and read back what it published."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 from base64 import b64encode
@@ -11,12 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import uvicorn
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
+from scripts.stack.kafka import REPO_ROOT
 from scripts.stack.procs import free_port
 from services.ingest.config import (
     IngestConfig,
@@ -107,6 +113,67 @@ class IngestServer:
 
 def start_server(settings: IngestSettings, config: ResolvedConfig) -> IngestServer:
     return IngestServer(create_app(settings, config)).start()
+
+
+@dataclass
+class IngestProcess:
+    """`python -m services.ingest` (source `dev`, key WRITE_KEY) with its output in `log`."""
+
+    bootstrap: str
+    topic: str
+    log: Path
+    workers: int = 1
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 60) -> IngestProcess:
+        """Start it and wait until `/ready` says 200."""
+        env = {
+            **os.environ,
+            "USEROPS_KAFKA_BOOTSTRAP": self.bootstrap,
+            "USEROPS_INGEST_PORT": str(self.port),
+            "USEROPS_INGEST_WORKERS": str(self.workers),
+            "USEROPS_INGEST_EVENTS_TOPIC": self.topic,
+            "USEROPS_DEV_WRITE_KEY": WRITE_KEY,
+            **self.extra_env,
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.ingest"],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"ingest exited {self.proc.returncode}:\n{self.tail()}")
+                try:
+                    if (await client.get("/ready")).status_code == 200:
+                        return self
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"ingest not ready within {timeout}s:\n{self.tail()}")
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def lines(self) -> list[str]:
+        return self.log.read_text(errors="replace").splitlines()
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(timeout)
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
