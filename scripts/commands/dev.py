@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
 import typer
 
@@ -105,34 +106,61 @@ def dev_run(
     env.setdefault("USEROPS_DEV_WRITE_KEY", DEV_WRITE_KEY)
     env.setdefault("USEROPS_ADMIN_TOKEN", DEV_ADMIN_TOKEN)
     supervisor = Supervisor(service_specs(settings, env))
+    try:
+        code = serve(
+            supervisor,
+            ready_timeout=ready_timeout,
+            on_ready=lambda name: typer.echo(
+                f"{name:<10} ready on http://127.0.0.1:{service_port(settings, name)}", err=True
+            ),
+            banner=lambda: _print_banner(settings, env),
+        )
+    finally:
+        run_pid_file.unlink(missing_ok=True)
+    typer.echo("services stopped; the stack keeps running (`make stop` stops it)", err=True)
+    if code:
+        raise typer.Exit(code)
+
+
+def serve(
+    supervisor: Supervisor,
+    *,
+    ready_timeout: float,
+    on_ready: Callable[[str], None],
+    banner: Callable[[], None],
+) -> int:
+    """Start the services, print the banner once all are ready, supervise until SIGINT/SIGTERM.
+
+    Returns the exit code: 0 after a requested stop, 1 if a service exited (or was not ready)
+    before every service was ready (reported with its exit code and last lines, no banner),
+    130 if interrupted while starting. The services are stopped in every case.
+    """
+    supervising = threading.Event()
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
+        if not supervising.is_set():  # still starting: unwind now; `finally` stops the services
+            raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    failed = False
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         supervisor.start()
-        failure = supervisor.wait_ready(
-            ready_timeout,
-            on_ready=lambda name: typer.echo(
-                f"{name:<10} ready on http://127.0.0.1:{service_port(settings, name)}", err=True
-            ),
-        )
+        failure = supervisor.wait_ready(ready_timeout, on_ready=on_ready)
         if failure is not None:
-            failed = True
             typer.secho(f"error: {failure.describe()}", fg=typer.colors.RED, err=True)
-        else:
-            _print_banner(settings, env)
-            supervisor.run(stop)
+            return 1
+        banner()
+        supervising.set()
+        supervisor.run(stop)
+        return 0
+    except KeyboardInterrupt:
+        return 130
     finally:
+        supervising.set()  # a second Ctrl-C must not interrupt the orderly stop
         supervisor.stop()
-        run_pid_file.unlink(missing_ok=True)
-        typer.echo("services stopped; the stack keeps running (`make stop` stops it)", err=True)
-    if failed:
-        raise typer.Exit(1)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _print_banner(settings: StackSettings, env: dict[str, str]) -> None:

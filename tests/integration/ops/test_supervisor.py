@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts.commands.dev import serve
 from scripts.stack.procs import free_port
 from scripts.stack.restart import RestartPolicy
 from scripts.stack.supervisor import ServiceSpec, Supervisor, http_ready
@@ -114,3 +115,35 @@ def test_stop_ends_every_service_and_its_process_group() -> None:
     assert os.getpgid(pid) == pid  # its own group: Ctrl-C reaches the supervisor only
     sup.stop(timeout=5)
     assert sup.procs["ingest"].poll() is not None
+
+
+def test_dev_run_reports_a_service_that_dies_while_starting_instead_of_the_banner(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    banners: list[bool] = []
+    sup = Supervisor(
+        [standin("ingest"), standin("segmenter", "exit", "3")], say=lambda _: None, sink=io.BytesIO()
+    )
+    code = serve(sup, ready_timeout=20, on_ready=lambda _: None, banner=lambda: banners.append(True))
+    assert code == 1
+    assert banners == []
+    err = capsys.readouterr().err
+    assert "error: segmenter exited with 3 before it was ready; its last log lines:" in err
+    assert "fatal: cannot open config/standin.yaml" in err
+    assert all(p.poll() is not None for p in sup.procs.values()), "the other services were stopped"
+
+
+def test_dev_run_prints_the_banner_once_ready_and_stops_everything_on_ctrl_c() -> None:
+    ready: list[str] = []
+    sup = Supervisor([standin("ingest"), standin("segmenter")], say=lambda _: None, sink=io.BytesIO())
+
+    def banner() -> None:
+        ready.append("banner")
+        # Ctrl-C a moment later; serve's handler is installed until it returns.
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    code = serve(sup, ready_timeout=20, on_ready=ready.append, banner=banner)
+    assert code == 0
+    assert sorted(ready[:2]) == ["ingest", "segmenter"]
+    assert ready[2:] == ["banner"]
+    assert all(p.poll() is not None for p in sup.procs.values())
