@@ -63,8 +63,10 @@ def track(
     return EventInput(input_id("userops.events.v1", user, mid), Event.from_wire(wire))
 
 
-def stage(to: str, at: datetime, user: str = "u1", *, activated: bool | None = None) -> LifecycleInput:
-    mid = f"life-{next(_ids)}"
+def stage(
+    to: str, at: datetime, user: str = "u1", *, activated: bool | None = None, message_id: str | None = None
+) -> LifecycleInput:
+    mid = message_id or f"life-{next(_ids)}"
     return LifecycleInput(
         input_id("userops.lifecycle.v1", user, mid),
         user,
@@ -80,8 +82,10 @@ def reserve(amount: int, at: datetime, user: str = "u1", key: str | None = None)
     return RedemptionInput(input_id("rewards.api", user, k), user, "reserve", at, amount=amount)
 
 
-def command(action: str, hold_id: str, at: datetime, user: str = "u1") -> RedemptionInput:
-    k = f"idem-{next(_ids)}"
+def command(
+    action: str, hold_id: str, at: datetime, user: str = "u1", key: str | None = None
+) -> RedemptionInput:
+    k = key or f"idem-{next(_ids)}"
     return RedemptionInput(input_id("rewards.api", user, k), user, action, at, hold_id=hold_id)  # type: ignore[arg-type]
 
 
