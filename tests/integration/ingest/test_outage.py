@@ -172,6 +172,10 @@ async def test_an_outage_under_load_logs_a_bounded_number_of_lines_and_recovers(
             single = {"userId": "u", "event": "E"}
             outage_end = time.monotonic() + OUTAGE_SECONDS
             await asyncio.gather(*(load(outage_end, single, 0.02) for _ in range(4)))
+            by_query = await client.post(
+                "/v1/track", params={"writeKey": WRITE_KEY}, json=single, headers={"Authorization": ""}
+            )
+            assert by_query.status_code == 503
             during = ingest.lines()[before:]
             assert set(statuses) == {503}, statuses
             assert statuses[503] > 100  # the load really ran, and 503s came at once
@@ -188,3 +192,4 @@ async def test_an_outage_under_load_logs_a_bounded_number_of_lines_and_recovers(
     lines = ingest.lines()
     assert sum('"kafka_unavailable"' in line for line in lines) == 1, "one line when the outage starts"
     assert any('"kafka_available"' in line and "outage_seconds" in line for line in lines)
+    assert not [line for line in lines if WRITE_KEY in line], "a write key was logged"
