@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 _SEP: Final = "\x1f"
@@ -33,7 +33,7 @@ def input_id(source: str, partition_key: str, message_id: str) -> str:
 
 def timer_input_id(kind: str, key: str, due_at: datetime) -> str:
     """The id of one timer firing: its kind, its key and the exact instant it fell due."""
-    return f"timer{_SEP}{kind}{_SEP}{key}{_SEP}{due_at.isoformat(timespec='microseconds')}"
+    return f"timer{_SEP}{kind}{_SEP}{key}{_SEP}{due_at.astimezone(UTC).isoformat(timespec='microseconds')}"
 
 
 def output_id(input_id: str, rule: str) -> str:

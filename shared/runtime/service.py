@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 log = get_logger(__name__)
 
-Background = Callable[[AsyncEngine], Awaitable[None]]
+Background = Callable[[AsyncEngine], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class TimerKinds:
     kinds: Sequence[str]
     workers: int = 1
     batch_size: int = 1000
+    max_attempts: int = 5  # a timer whose handler fails this often is dead (listed, replayable)
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,8 @@ def build_app(
                 metrics,
                 service.name,
                 batch_size=spec.batch_size,
+                max_attempts=spec.max_attempts,
+                registry=registry,
                 clock=service.clock,
             )
             for spec in service.timers
