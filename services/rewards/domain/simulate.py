@@ -50,6 +50,12 @@ class SimulationReport:
     inputs: int = 0
     timers_fired: int = 0
 
+    def rows(self) -> list[tuple[date, str, RuleTotals]]:
+        """(day, rule, totals) for every day and rule with activity, in day then rule order."""
+        return [
+            (d, rule, self.per_day[d][rule]) for d in sorted(self.per_day) for rule in sorted(self.per_day[d])
+        ]
+
     def _totals(self, rule_id: str, at: datetime) -> tuple[RuleTotals, RuleTotals]:
         day = self.per_day.setdefault(at.date(), {})
         return self.per_rule.setdefault(rule_id, RuleTotals()), day.setdefault(rule_id, RuleTotals())

@@ -36,6 +36,9 @@ def test_report_per_rule_and_per_day() -> None:
     # 6 lessons and the activation expired; the win-back expires on day 405, after `until`.
     assert report.output_counts["points_expired"] == 7
     assert report.inputs == 12
+    rows = report.rows()
+    assert rows[0][:2] == (date(2024, 3, 1), "lesson_completed")
+    assert [r[0] for r in rows] == sorted(r[0] for r in rows)
 
 
 def test_new_rules_change_the_cost() -> None:
