@@ -28,7 +28,10 @@ WEIGHT_TOLERANCE: Final = 1e-9
 def _reentry(value: Any) -> timedelta | None:
     if value is None or value == "once":
         return None
-    return parse_duration(value) if value != 0 else None
+    parsed = parse_duration(value)
+    if parsed <= timedelta(0):
+        raise ValueError("reentry is 'once' or a positive duration such as '30d'")
+    return parsed
 
 
 Reentry = Annotated[timedelta | None, BeforeValidator(_reentry)]

@@ -44,7 +44,8 @@ from services.notifier.domain.triggers import (
 class Decision:
     """What one input did. The adapter stores `projection`, schedules `sends` (by `send_key`),
     records `outcomes` (suppressions at trigger time), `entries` and `conversions`, and sets the
-    user's points-expiry timer to `next_check_at` (None: no timer)."""
+    user's one points-expiry timer to `next_check_at`, moving or deleting an existing one
+    (None: no timer)."""
 
     projection: Projection
     sends: list[PlannedSend] = field(default_factory=list)
@@ -61,6 +62,10 @@ def decide(projection: Projection | None, item: Input, cfg: NotifierConfig, now:
     `now` counts as `now`.
     """
     derived = cfg.derived
+    if projection is not None and projection.user_id != item.user_id:
+        raise ValueError(
+            f"input for user {item.user_id!r} applied to the projection of {projection.user_id!r}"
+        )
     p = projection if projection is not None else Projection(item.user_id)
     answer = apply(p, item, derived.rules)
     decision = Decision(p)
@@ -84,12 +89,16 @@ def decide(projection: Projection | None, item: Input, cfg: NotifierConfig, now:
         if entry is not None and (campaign.reentry is None or at < entry.at + campaign.reentry):
             continue
         key = send_key(item.input_id, campaign.name, campaign.channel)
+        group = assign(campaign.name, p.user_id, campaign.holdout, campaign.variant_weights)
         if churned_too_long(p, cfg, now):
-            decision.outcomes.append(
-                SendOutcome("suppressed", key, campaign.name, "", campaign.channel, now, reason="churned")
-            )
+            if group != HOLDOUT:  # a held-out user would get nothing anyway
+                decision.outcomes.append(
+                    SendOutcome(
+                        "suppressed", key, campaign.name, group, campaign.channel, now, reason="churned"
+                    )
+                )
             continue
-        _enter(decision, campaign, item.input_id, at, key, lots)
+        _enter(decision, campaign, group, item.input_id, at, key, lots, cfg.version)
     p.sent = prune(p.sent, derived.cap_horizon, now)
     decision.next_check_at = next_expiry_check(p, derived.expiry_specs)
     return decision
@@ -107,10 +116,16 @@ def churned_too_long(p: Projection, cfg: NotifierConfig, now: datetime) -> bool:
 
 
 def _enter(
-    decision: Decision, campaign: Campaign, input_id: str, at: datetime, key: str, lots: list[Lot]
+    decision: Decision,
+    campaign: Campaign,
+    group: str,
+    input_id: str,
+    at: datetime,
+    key: str,
+    lots: list[Lot],
+    config_version: str,
 ) -> None:
     p = decision.projection
-    group = assign(campaign.name, p.user_id, campaign.holdout, campaign.variant_weights)
     goal_until = at + campaign.delay + campaign.goal.within if campaign.goal else None
     p.entries[campaign.name] = Entry(at, input_id, group, goal_until)
     decision.entries.append(EntryRecord(campaign.name, p.user_id, group, at, input_id, goal_until))
@@ -131,6 +146,7 @@ def _enter(
             expires_at=due + campaign.expire_after,
             expiring_points=sum(lot.points for lot in lots) if lots else None,
             expiring_at=min(lot.expires_at for lot in lots) if lots else None,
+            config_version=config_version,
         )
     )
 

@@ -52,6 +52,8 @@ class PlannedSend:
     expires_at: datetime
     expiring_points: int | None = None
     expiring_at: datetime | None = None
+    config_version: str = "dev"
+    """The version of the config that planned it (stamped on the delivery event)."""
 
 
 @dataclass(frozen=True, slots=True)

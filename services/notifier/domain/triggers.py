@@ -30,6 +30,7 @@ from services.notifier.domain.inputs import (
     ExpiryCheck,
     Input,
     RewardsEvent,
+    SegmentChanged,
     StageChanged,
 )
 from services.notifier.domain.nps import NpsAnswer
@@ -173,12 +174,12 @@ def matches(
             and item.to_stage in spec.to
             and (spec.from_ is None or item.from_stage in spec.from_)
         )
-    if isinstance(trigger, (SegmentEnteredTrigger, SegmentExitedTrigger)):
-        entered = isinstance(trigger, SegmentEnteredTrigger)
-        name = (
-            trigger.segment_entered if isinstance(trigger, SegmentEnteredTrigger) else trigger.segment_exited
+    if isinstance(trigger, SegmentEnteredTrigger):
+        return isinstance(item, SegmentChanged) and item.entered and item.segment == trigger.segment_entered
+    if isinstance(trigger, SegmentExitedTrigger):
+        return (
+            isinstance(item, SegmentChanged) and not item.entered and item.segment == trigger.segment_exited
         )
-        return getattr(item, "segment", None) == name and getattr(item, "entered", None) is entered
     if isinstance(trigger, RewardsTrigger):
         return isinstance(item, RewardsEvent) and _rewards(trigger.rewards, item, tiers)
     if isinstance(trigger, EventTrigger):
