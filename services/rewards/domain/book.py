@@ -15,7 +15,8 @@ so the stored balances always equal the sum of the user's entries. Invariants ke
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Final
 
 from services.rewards.domain.ledger import (
     EXPIRY_SINK,
@@ -29,6 +30,8 @@ from services.rewards.domain.ledger import (
     TxKind,
     transfer,
 )
+
+FINISHED_HOLDS_KEPT: Final = timedelta(days=1)
 
 
 class InsufficientBalance(Exception):
@@ -246,8 +249,10 @@ class PointsBook:
             (x for x in self.lots.values() if x.rule_id == rule_id and x.reference == reference), None
         )
 
-    def prune(self) -> None:
-        """Forget expired lots and finished holds that no open hold still refers to."""
-        self.holds = {k: h for k, h in self.holds.items() if h.status == "held"}
-        in_use = {lot_id for h in self.holds.values() for lot_id, _ in h.allocations}
+    def prune(self, now: datetime) -> None:
+        """Forget expired lots no open hold refers to, and holds finished for `FINISHED_HOLDS_KEPT`
+        (kept so that a repeated reserve with the same idempotency key finds its hold)."""
+        oldest = now - FINISHED_HOLDS_KEPT
+        self.holds = {k: h for k, h in self.holds.items() if h.status == "held" or h.created_at > oldest}
+        in_use = {lot_id for h in self.holds.values() if h.status == "held" for lot_id, _ in h.allocations}
         self.lots = {k: x for k, x in self.lots.items() if not x.expired or k in in_use}

@@ -155,7 +155,7 @@ def _finish(step: Step, at: datetime, review_before: datetime | None) -> None:
         if review is not None and review != review_before:
             step.decision.timers.append(Timer(review, state.user_id, TimerKind.TIER_REVIEW, state.user_id))
     prune_caps(state, state.as_of, user_zone(state, cfg))
-    state.book.prune()
+    state.book.prune(state.as_of)
 
 
 def _tier_name(step: Step) -> str | None:

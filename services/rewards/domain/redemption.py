@@ -1,8 +1,11 @@
 """Redemption commands: reserve points, then confirm or release the hold.
 
-The hold's id derives from the command's input id (the API's Idempotency-Key), so a repeated
-reserve returns the same hold. Holds are released automatically `holds.ttl` after they were made
-(a `hold_expiry` timer).
+The hold's id derives from the command's input id (the API's Idempotency-Key): a repeated
+reserve returns the same hold (its status is `state.book.holds[hold_id].status`), for a day after
+it finished; the same key with a different amount is refused (`idempotency_conflict`, HTTP 422).
+Holds are released automatically `holds.ttl` after they were made (a `hold_expiry` timer).
+Refusals (`Decision.refused`): `invalid_amount`, `insufficient_balance` (HTTP 409),
+`idempotency_conflict`, `hold_not_open`, `hold_expired`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ def apply_command(step: Step, cmd: RedemptionInput, at: datetime) -> None:
     if cmd.action == "reserve":
         hold_id = step.id("hold")
         d.hold_id = hold_id
-        if hold_id in book.holds:
+        existing = book.holds.get(hold_id)
+        if existing is not None:
+            d.refused = None if existing.amount == cmd.amount else "idempotency_conflict"
+            return
+        if cmd.amount <= 0:
+            d.refused = "invalid_amount"
             return
         try:
             d.transactions.append(book.hold(hold_id, cmd.amount, at, at + step.cfg.holds.ttl))

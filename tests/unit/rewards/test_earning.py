@@ -218,9 +218,13 @@ def test_redemption_reserve_confirm_release_and_hold_expiry() -> None:
     r = replay()
     r.feed(stage("activated", T0))
     assert r.feed(reserve(150, day(0, 1))).refused == "insufficient_balance"
-    first = r.feed(reserve(60, day(0, 1)))
+    assert r.feed(reserve(0, day(0, 1))).refused == "invalid_amount"
+    first = r.feed(reserve(60, day(0, 1), key="k1"))
     assert first.hold_id is not None
     r.feed(command("confirm", first.hold_id, day(0, 1.1)))
+    repeated = r.feed(reserve(60, day(0, 1.2), key="k1"))  # a retried request: the same hold, no new one
+    assert (repeated.hold_id, repeated.refused, repeated.transactions) == (first.hold_id, None, [])
+    assert r.feed(reserve(61, day(0, 1.2), key="k1")).refused == "idempotency_conflict"
     redeemed = [o for d in r.decisions for o in of_type(d.outputs, PointsRedeemed)]
     assert [o.points for o in redeemed] == [60]
     second = r.feed(reserve(40, day(0, 2)))

@@ -106,7 +106,7 @@ def apply_op(w: World, op: tuple[str, int, int, bool]) -> None:
         elif kind == "release_pending":
             w.txs += book.release_pending(lot_id, w.next_id("rel"), w.now)
     if flag and kind != "award":
-        book.prune()
+        book.prune(w.now)
 
 
 def _assert_earliest_expiry_first(
