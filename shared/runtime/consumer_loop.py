@@ -99,7 +99,6 @@ class ConsumerLoop(ConsumerState, Generic[T]):
                     "dead-letter breaker tripped; stopping the consumer", consumer=s.consumer, why=tripped
                 )
                 raise ConsumerFailed(f"consumer {s.consumer}: dead-letter breaker tripped: {tripped}")
-        await self._record_lag(mine if s.lanes > 1 else sorted(self._assigned))
 
     async def _process(self, batches: Batches) -> None:
         started = time.perf_counter()
@@ -209,11 +208,11 @@ class ConsumerLoop(ConsumerState, Generic[T]):
             while True:
                 try:
                     await step()
-                except PermanentError:
+                except PermanentError as exc:
                     if permanent_is_final:
                         raise
+                    exc_info: Exception = exc
                     unexpected += 1
-                    exc_info: Exception = PermanentError("unexpected")
                 except Exception as exc:
                     exc_info = exc
                     if not is_retryable(exc):
@@ -271,7 +270,10 @@ class ConsumerLoop(ConsumerState, Generic[T]):
 
     # -- lag ------------------------------------------------------------------------------------
 
-    async def _record_lag(self, partitions: Sequence[TopicPartition]) -> None:
+    async def record_lag(self) -> None:
+        """Set the lag gauge of every assigned partition, whichever lane owns it (run() calls this
+        every `lag_every_seconds`, off the batches' path)."""
+        partitions = sorted(self._assigned)
         if not partitions:
             return
         for tp, lag in (await self._consumer.lag(partitions)).items():

@@ -10,7 +10,7 @@ For each polled batch the runner
 The failure policy (retry, isolation of a `PermanentError`, dead letters, the breaker,
 `ConsumerFailed`) is `consumer_loop.ConsumerLoop`'s; this module adds the lifecycle: the dedupe
 retention check against the broker at start, the lanes, the broker reachability check behind
-`ready`, and the periodic purge of old dedupe keys.
+`ready`, the lag of every assigned partition, and the periodic purge of old dedupe keys.
 
 With `lanes` > 1 that many batches are in flight at once, each from its own fixed share of the
 partitions (partition number modulo `lanes`), so one batch's database round trips overlap another's
@@ -122,6 +122,7 @@ class ConsumerRunner(ConsumerLoop[T]):
         background = [
             asyncio.create_task(self._watch_broker(), name=f"{s.consumer}-health"),
             asyncio.create_task(self._purge_loop(), name=f"{s.consumer}-purge"),
+            asyncio.create_task(self._lag_loop(), name=f"{s.consumer}-lag"),
         ]
         try:
             done, _ = await asyncio.wait(lanes, return_when=asyncio.FIRST_EXCEPTION)
@@ -181,6 +182,11 @@ class ConsumerRunner(ConsumerLoop[T]):
                 self._consumer.reachable(), self._deadletters.reachable()
             )
             self.set_reachable(consumer_ok and producer_ok)
+
+    async def _lag_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lag_every_seconds)
+            await self.record_lag()
 
     async def _purge_loop(self) -> None:
         """Forget dedupe keys older than the retention, in bounded batches until none are left,

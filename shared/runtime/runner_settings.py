@@ -40,6 +40,7 @@ class RunnerSettings:
     dlq_min_messages: int = 100
     dlq_max_consecutive: int = 1000
     health_check_every_seconds: float = 2.0  # how often the broker's reachability is checked
+    lag_every_seconds: float = 1.0  # how often the lag of every assigned partition is measured
 
     def __post_init__(self) -> None:
         if self.lanes < 1 or self.max_batch < 1 or self.dedupe_purge_batch < 1:
