@@ -5,6 +5,7 @@ campaign's holdout share and variant weights: the same on every replica, after e
 on every replay (SHA-256, never Python's salted `hash()`). Two independent hashes are used — one
 decides holdout, the other the variant — so changing the holdout share never reshuffles which
 variant a treated user sees, and changing variant weights never moves users in or out of holdout.
+Renaming a campaign starts a new experiment: its users are assigned afresh.
 """
 
 from __future__ import annotations

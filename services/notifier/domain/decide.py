@@ -16,6 +16,10 @@ For every enabled campaign, in config order:
 
 Goals are intention-to-treat: the window opens at entry for both groups and lasts the delay plus
 the goal's `within`. An input reaching a goal converts each open entry once.
+
+The trigger time is the input's own time (its event timestamp), so "24 h after signup" means 24 h
+after the signup happened. A replay of old inputs plans sends whose `expires_at` is long past,
+and their re-check cancels them as `expired`: replaying history never messages users about it.
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def recheck(
     variant = campaign.variant(planned.variant)
     if variant is None:
         return outcome("cancelled", "variant_removed")
-    context = template_context(p, campaign, planned, now, signer)
+    context = template_context(p, campaign, planned, now, signer, cfg.timezone)
     try:
         message = render(variant.template, context)
     except TemplateRenderError as exc:
@@ -102,10 +102,12 @@ def template_context(
     planned: PlannedSend,
     now: datetime,
     signer: UnsubscribeSigner | None,
+    default_timezone: str = "UTC",
 ) -> dict[str, Any]:
     """The variables a template sees (`templates.VARIABLES`). A value the user lacks is left
-    out, so `StrictUndefined` fails the render instead of printing "None" or a blank."""
-    tz = zone(p.timezone, "UTC")
+    out, so `StrictUndefined` fails the render instead of printing "None" or a blank. Dates are
+    the user's local dates (their timezone, else `default_timezone`)."""
+    tz = zone(p.timezone, default_timezone)
     values: dict[str, Any] = {
         "user_id": p.user_id,
         "traits": dict(p.traits),

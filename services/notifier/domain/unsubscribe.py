@@ -22,6 +22,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from services.notifier.domain.inputs import PreferenceChanged
+from shared.ids import input_id
+
+PREFERENCES_SOURCE: Final = "userops.notifier.preferences"
+"""The input source of preference changes made through unsubscribe links."""
+
 _SEP: Final = "\x1f"
 _VERSION: Final = "v1"
 MIN_SECRET_BYTES: Final = 32
@@ -104,6 +110,20 @@ def verify(token: str, secrets: Sequence[bytes], now: datetime) -> UnsubscribeCl
     if now >= expires_at:
         raise InvalidToken("expired token")
     return UnsubscribeClaim(user_id, scope, expires_at)
+
+
+def unsubscribe_input(claim: UnsubscribeClaim, token: str, at: datetime) -> PreferenceChanged:
+    """The preference change a verified link makes. Its input id is derived from the token, so
+    using the same link twice is one change. (Per RFC 8058 the API applies it on POST only, so a
+    mail scanner fetching the link does not unsubscribe anyone.)"""
+    digest = hashlib.sha256(token.encode("ascii", "replace")).hexdigest()[:32]
+    return PreferenceChanged(
+        input_id(PREFERENCES_SOURCE, claim.user_id, f"unsubscribe:{digest}"),
+        claim.user_id,
+        claim.scope,
+        False,
+        at,
+    )
 
 
 def one_click_headers(url: str) -> dict[str, str]:

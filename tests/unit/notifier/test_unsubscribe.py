@@ -13,6 +13,7 @@ from services.notifier.domain.unsubscribe import (
     UnsubscribeSigner,
     one_click_headers,
     scope_for,
+    unsubscribe_input,
     verify,
 )
 
@@ -86,3 +87,14 @@ def test_scopes_and_one_click_headers() -> None:
         "List-Unsubscribe": "<https://x.example/u?token=t>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
+
+
+def test_a_verified_link_becomes_one_idempotent_preference_change() -> None:
+    token = SIGNER.token("user-1", "topic:surveys", NOW)
+    claim = SIGNER.verify(token, NOW)
+    first = unsubscribe_input(claim, token, NOW)
+    again = unsubscribe_input(claim, token, NOW + timedelta(minutes=5))
+    assert (first.user_id, first.scope, first.subscribed) == ("user-1", "topic:surveys", False)
+    assert first.input_id == again.input_id
+    other = SIGNER.token("user-1", "topic:surveys", NOW + timedelta(days=1))
+    assert unsubscribe_input(claim, other, NOW).input_id != first.input_id
