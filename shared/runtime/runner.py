@@ -122,7 +122,10 @@ class ConsumerRunner(ConsumerLoop[T]):
         background = [
             asyncio.create_task(self._watch_broker(), name=f"{s.consumer}-health"),
             asyncio.create_task(self._purge_loop(), name=f"{s.consumer}-purge"),
-            asyncio.create_task(self._lag_loop(), name=f"{s.consumer}-lag"),
+            asyncio.create_task(
+                self._every(s.lag_every_seconds, "lag measurement", self.record_lag, first=False),
+                name=f"{s.consumer}-lag",
+            ),
         ]
         try:
             done, _ = await asyncio.wait(lanes, return_when=asyncio.FIRST_EXCEPTION)
@@ -144,8 +147,35 @@ class ConsumerRunner(ConsumerLoop[T]):
             log.info("consumer stopped", consumer=s.consumer)
 
     async def _lane(self, lane: int) -> None:
-        while not self._stopping:
-            await self.run_once(lane)
+        """Iterate until stopped. run_once() retries the store and the dead-letter topic itself; what
+        escapes it comes from polling the broker: retried while retryable, else ConsumerFailed."""
+        s = self.settings
+        backoff = Backoff(s.retry_initial_seconds, s.retry_max_seconds)
+        failures = FailureLog("consumer poll", consumer=s.consumer, lane=lane)
+        token = object()
+        try:
+            while not self._stopping:
+                try:
+                    await self.run_once(lane)
+                except ConsumerFailed:
+                    raise
+                except Exception as exc:
+                    if not is_retryable(exc):
+                        log.error("consumer poll failed", consumer=s.consumer, error=repr(exc)[:500])
+                        raise ConsumerFailed(f"consumer {s.consumer}: polling failed: {exc!r}") from exc
+                    delay = backoff.next()
+                    failures.failed(exc, delay)
+                    self._failing[token] = f"polling failing: {type(exc).__name__}"
+                    self._update_ready()
+                    await self._sleep(delay)
+                    continue
+                if failures.failing:
+                    failures.recovered()
+                    backoff.reset()
+                    self._failing.pop(token, None)
+                    self._update_ready()
+        finally:
+            self._failing.pop(token, None)
 
     async def _start(self) -> bool:
         """Check the dedupe retention against the broker, then join the group. False if stopped first."""
@@ -176,17 +206,18 @@ class ConsumerRunner(ConsumerLoop[T]):
 
     async def _watch_broker(self) -> None:
         """Keep `ready` honest about the broker: a cheap connectivity check, every few seconds."""
-        while True:
-            await asyncio.sleep(self.settings.health_check_every_seconds)
-            consumer_ok, producer_ok = await asyncio.gather(
-                self._consumer.reachable(), self._deadletters.reachable()
-            )
+
+        async def check() -> None:
+            try:
+                consumer_ok, producer_ok = await asyncio.gather(
+                    self._consumer.reachable(), self._deadletters.reachable()
+                )
+            except Exception:
+                self.set_reachable(False)  # a check that cannot tell says "not ready"
+                raise
             self.set_reachable(consumer_ok and producer_ok)
 
-    async def _lag_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.lag_every_seconds)
-            await self.record_lag()
+        await self._every(self.settings.health_check_every_seconds, "broker check", check, first=False)
 
     async def _purge_loop(self) -> None:
         """Forget dedupe keys older than the retention, in bounded batches until none are left,
@@ -194,19 +225,30 @@ class ConsumerRunner(ConsumerLoop[T]):
         s = self.settings
         if s.dedupe_retention is None:
             return
-        failures = FailureLog("dedupe purge", consumer=s.consumer)
+
+        async def purge() -> None:
+            removed = await self.purge_once()
+            if removed:
+                log.info("purged old dedupe keys", consumer=s.consumer, removed=removed)
+
+        await self._every(s.dedupe_purge_every.total_seconds(), "dedupe purge", purge, first=True)
+
+    async def _every(
+        self, seconds: float, what: str, step: Callable[[], Awaitable[None]], *, first: bool
+    ) -> None:
+        """Run `step` every `seconds` for as long as run() runs; a failure is logged once (not per
+        attempt) and tried again next time: these chores must never take the consumer down."""
+        failures = FailureLog(what, consumer=self.settings.consumer)
+        if not first:
+            await asyncio.sleep(seconds)
         while True:
             try:
-                removed = await self.purge_once()
+                await step()
             except Exception as exc:
-                if not is_retryable(exc):
-                    log.error("dedupe purge failed", consumer=s.consumer, error=repr(exc)[:500])
-                failures.failed(exc, s.dedupe_purge_every.total_seconds())
+                failures.failed(exc, seconds)
             else:
                 failures.recovered()
-                if removed:
-                    log.info("purged old dedupe keys", consumer=s.consumer, removed=removed)
-            await asyncio.sleep(s.dedupe_purge_every.total_seconds())
+            await asyncio.sleep(seconds)
 
     async def purge_once(self) -> int:
         """Delete every dedupe key of this consumer older than the retention; return how many."""

@@ -41,6 +41,7 @@ class FakeConsumer:
     committed: dict[TopicPartition, int] = field(default_factory=dict)
     paused: set[TopicPartition] = field(default_factory=set)
     polls_while_paused: int = 0
+    poll_failures: list[Exception] = field(default_factory=list)  # raised by the next getmany() calls
     on_assigned: OnAssigned | None = None
 
     def add(self, partition: int, key: bytes | None, value: bytes, headers: Any = ()) -> Record:
@@ -60,6 +61,8 @@ class FakeConsumer:
     async def getmany(
         self, partitions: Sequence[TopicPartition], timeout_ms: int, max_records: int
     ) -> Mapping[TopicPartition, Sequence[Record]]:
+        if self.poll_failures:
+            raise self.poll_failures.pop(0)
         wanted = list(partitions) or sorted(self.assigned)
         if self.paused and all(tp in self.paused for tp in wanted):
             self.polls_while_paused += 1

@@ -87,6 +87,24 @@ async def test_run_returns_after_stop() -> None:
     assert kit.consumer.events[-1] == ("consumer_stop",)
 
 
+async def test_a_transient_polling_error_is_retried_and_a_fatal_one_ends_run() -> None:
+    from aiokafka.errors import KafkaConnectionError, UnsupportedVersionError
+
+    kit = make_kit(partitions=1)
+    kit.consumer.poll_failures = [KafkaConnectionError("broker gone")] * 3
+    kit.consumer.add(0, b"u", b"u:m0")
+    applied = asyncio.Event()
+    kit.consumer.events = kit.store.events = _Notifying(applied)
+    task = asyncio.create_task(kit.runner.run())
+    await asyncio.wait_for(applied.wait(), 5)
+    assert kit.runner.ready
+    kit.consumer.poll_failures = [UnsupportedVersionError("a fatal client error")]
+    with pytest.raises(ConsumerFailed, match="polling failed"):
+        await asyncio.wait_for(task, 5)
+    assert kit.store.effects == ["m0"]
+    assert len(kit.sleeps) == 3
+
+
 class _Notifying(list[tuple[Any, ...]]):
     """An event log that sets `event` when a transaction commits."""
 
