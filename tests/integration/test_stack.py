@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 from aiokafka import AIOKafkaConsumer
 
 from shared.kafka import create_producer
