@@ -24,6 +24,7 @@ from structlog.types import EventDict, Processor, WrappedLogger
 # aiokafka logs every metadata retry at INFO/ERROR during a broker outage (hundreds of thousands
 # of lines); the services log the state change themselves, so these stay at WARNING or above.
 QUIET_LOGGERS: Final = ("aiokafka", "kafka")
+_TRACEBACK: Final = "Traceback (most recent call last):"
 
 
 def _level_number(level: str) -> int:
@@ -44,6 +45,16 @@ def _stringify_event(_: WrappedLogger, __: str, event_dict: EventDict) -> EventD
     event = event_dict.get("event")
     if event is not None and not isinstance(event, str):
         event_dict["event"] = str(event)
+    return event_dict
+
+
+def _traceback_as_field(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    # uvicorn logs a failed lifespan as `logger.error(traceback.format_exc())`: the traceback is
+    # the message. Move it to `exception` and keep its last line (the error) as the event.
+    event = event_dict.get("event")
+    if isinstance(event, str) and event.startswith(_TRACEBACK) and "exception" not in event_dict:
+        event_dict["exception"] = event.rstrip()
+        event_dict["event"] = event.rstrip().rsplit("\n", 1)[-1]
     return event_dict
 
 
@@ -73,6 +84,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             _drop_stdlib_internals,
             _stringify_event,
+            _traceback_as_field,
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(),
         ],

@@ -62,6 +62,8 @@ def test_segmenter_failing_to_reach_its_database_logs_only_json() -> None:
     loggers = {line["logger"] for line in lines}
     assert "uvicorn.error" in loggers
     errors = [line for line in lines if line["level"] in {"error", "critical"}]
+    assert not any(line["event"].startswith("Traceback") for line in lines), "a traceback is a field"
+    assert any(line.get("exception", "").startswith("Traceback") for line in errors), errors
     assert any("Connect" in json.dumps(line) or "refused" in json.dumps(line) for line in errors), errors
 
 
