@@ -60,6 +60,8 @@ def validate_retention(dedupe_retention: timedelta | None, topics: Mapping[str, 
     """Raise `RetentionTooShort` unless `dedupe_retention` covers every topic's retention.
 
     `None` means forever, on either side: a topic kept forever needs dedupe keys kept forever.
+    Kafka deletes whole log segments, so a record can outlive `retention.ms` by up to a segment's
+    age (`segment.ms`); a margin above the topic's retention covers that.
     """
     if dedupe_retention is None:
         return
