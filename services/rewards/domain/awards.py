@@ -109,6 +109,8 @@ class Step:
                 pending=pending_for is not None,
                 expires_at=expires_at,
                 available_at=available_at,
+                balance=book.balances.available,
+                source_id=self.input_id,
             )
         )
         user = self.state.user_id
@@ -142,10 +144,12 @@ class Step:
                 at=at,
                 config_version=self.cfg.version,
                 rule_id=lot.rule_id,
-                award_id=lot.id,
+                reverses=lot.id,
                 points=points,
                 shortfall=result.shortfall,
                 reason=reason,
+                balance=self.state.book.balances.available,
+                source_id=self.input_id,
             )
         )
         if rule is not None and rule.budget is not None:
@@ -175,6 +179,8 @@ class Step:
                 from_tier=before,
                 to_tier=after,
                 reason=move.reason,
+                period_end=move.period_end,
                 earned_in_window=move.earned,
+                source_id=input_id,
             )
         )

@@ -97,6 +97,8 @@ def referral_output(
         referrer_id=referrer,
         referee_id=referee,
         points=points,
+        balance=step.state.book.balances.available,
+        source_id=step.input_id,
     )
 
 
@@ -112,9 +114,10 @@ def award_badges(step: Step, earned: list[badges.BadgeAward], at: datetime) -> N
                 user_id=step.state.user_id,
                 at=at,
                 config_version=step.cfg.version,
-                badge_id=award.badge.id,
+                badge=award.badge.id,
                 times=award.times,
                 points=award.badge.points,
+                source_id=step.input_id,
             )
         )
 
@@ -132,9 +135,10 @@ def check_in_streak(step: Step, at: datetime) -> None:
             user_id=state.user_id,
             at=at,
             config_version=cfg.version,
-            length=counted.length,
+            days=counted.length,
             local_date=counted.local_date,
             freezes_used=counted.freezes_used,
+            source_id=step.input_id,
         )
     )
     award_badges(step, badges.on_streak(state, counted.length, cfg), at)

@@ -11,7 +11,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from shared.events import Event, parse_ts
+from shared.contracts.lifecycle import LifecycleEvent, StageChanged, parse_lifecycle
+from shared.events import Event
 from shared.ids import timer_input_id
 
 
@@ -49,25 +50,24 @@ class LifecycleInput:
     segment: str | None = None
 
     @classmethod
-    def from_wire(cls, input_id: str, data: dict[str, Any]) -> LifecycleInput:
-        """Parse the segmenter's wire object (`type`, `userId`, `from`, `to`, `activated`,
-        `segment`, `at`); raises ValueError (or InvalidEvent) on a malformed one."""
-        kind = data.get("type")
-        if kind not in ("stage_changed", "segment_entered", "segment_exited"):
-            raise ValueError(f"unknown lifecycle event type {kind!r}")
-        user = data.get("userId")
-        if not isinstance(user, str) or not user:
-            raise ValueError("userId is required")
-        return cls(
-            input_id=input_id,
-            user_id=user,
-            type=kind,
-            at=parse_ts(data.get("at"), "at"),
-            from_stage=data.get("from"),
-            to_stage=data.get("to"),
-            activated=bool(data.get("activated", False)),
-            segment=data.get("segment"),
-        )
+    def from_record(cls, input_id: str, record: LifecycleEvent) -> LifecycleInput:
+        """The input for one parsed `userops.lifecycle.v1` record (`parse_lifecycle`)."""
+        if isinstance(record, StageChanged):
+            return cls(
+                input_id,
+                record.user_id,
+                "stage_changed",
+                record.at,
+                from_stage=record.from_stage,
+                to_stage=record.to_stage,
+                activated=record.activated,
+            )
+        return cls(input_id, record.user_id, record.type, record.at, segment=record.segment)
+
+    @classmethod
+    def from_wire(cls, input_id: str, data: bytes | str | dict[str, Any]) -> LifecycleInput:
+        """Parse one wire record; raises `shared.contracts.ContractError` on a malformed one."""
+        return cls.from_record(input_id, parse_lifecycle(data))
 
 
 class TimerKind(StrEnum):

@@ -1,8 +1,11 @@
 """The domain's output events (DESIGN §5), one frozen dataclass per type.
 
 Each has a deterministic `id` (`shared.ids.output_id(input_id, rule)`), the `user_id` it is
-about (the topic key), the instant `at` it happened, and the `config_version` that produced it.
-The wire contracts in `shared/contracts/` map these to JSON; this module knows no wire format.
+about (the topic key), the instant `at` it happened, the `config_version` that produced it and
+the `source_id`: the input id it derives from (for a tier change found by a review, the review
+timer's input id). `balance` is the user's spendable (available) balance right after the effect.
+Field names follow the wire contracts of `shared/contracts/rewards.py` (in snake case), which
+map these records to JSON; this module knows no wire format.
 """
 
 from __future__ import annotations
@@ -13,12 +16,17 @@ from typing import ClassVar
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PointsAwarded:
-    type: ClassVar[str] = "points_awarded"
+class _Output:
     id: str
     user_id: str
     at: datetime
     config_version: str
+    source_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsAwarded(_Output):
+    type: ClassVar[str] = "points_awarded"
     rule_id: str
     points: int
     lot_id: str
@@ -26,111 +34,88 @@ class PointsAwarded:
     expires_at: datetime | None
     available_at: datetime | None
     """When pending points become spendable (None: already spendable)."""
+    balance: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PointsReversed:
+class PointsReversed(_Output):
     type: ClassVar[str] = "points_reversed"
-    id: str
-    user_id: str
-    at: datetime
-    config_version: str
     rule_id: str
-    award_id: str
+    reverses: str
+    """The id of the award (its lot and transaction) this corrects."""
     points: int
     """Points taken back (clawed back plus recorded as debt)."""
     shortfall: int
     """Of `points`, what the user had already spent: recorded as debt, repaid by later awards."""
     reason: str
+    balance: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PointsRedeemed:
+class PointsRedeemed(_Output):
     type: ClassVar[str] = "points_redeemed"
-    id: str
-    user_id: str
-    at: datetime
-    config_version: str
-    hold_id: str
+    redemption_id: str
+    """The hold that was confirmed."""
     points: int
+    balance: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PointsExpired:
+class PointsExpired(_Output):
     type: ClassVar[str] = "points_expired"
-    id: str
-    user_id: str
-    at: datetime
-    config_version: str
     rule_id: str
     lot_id: str
     points: int
+    balance: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PointsExpiringSoon:
+class PointsExpiringSoon(_Output):
     type: ClassVar[str] = "points_expiring_soon"
-    id: str
-    user_id: str
-    at: datetime
-    config_version: str
     lot_id: str
     points: int
     expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TierChanged:
+class TierChanged(_Output):
     type: ClassVar[str] = "tier_changed"
-    id: str
-    user_id: str
-    at: datetime
-    config_version: str
     from_tier: str
     to_tier: str
     reason: str
     """`promoted` or `demoted`."""
+    period_end: datetime | None
+    """When the new tier's period ends (None for the base tier, which is never reviewed)."""
     earned_in_window: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BadgeEarned:
+class BadgeEarned(_Output):
     type: ClassVar[str] = "badge_earned"
-    id: str
-    user_id: str
-    at: datetime
-    config_version: str
-    badge_id: str
+    badge: str
     times: int
     """How many times the user has now earned it (1 for a one-time badge)."""
     points: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class StreakExtended:
+class StreakExtended(_Output):
     type: ClassVar[str] = "streak_extended"
-    id: str
-    user_id: str
-    at: datetime
-    config_version: str
-    length: int
+    days: int
+    """The streak's length in check-in days (1 when a streak starts)."""
     local_date: date
     freezes_used: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ReferralRewarded:
+class ReferralRewarded(_Output):
     type: ClassVar[str] = "referral_rewarded"
-    id: str
-    user_id: str
-    """Who is paid (the referrer or the referee)."""
-    at: datetime
-    config_version: str
     role: str
-    """`referrer` or `referee`."""
+    """`referrer` or `referee`: `user_id` is the one paid."""
     referrer_id: str
     referee_id: str
     points: int
+    balance: int
 
 
 Output = (

@@ -58,8 +58,10 @@ def apply_command(step: Step, cmd: RedemptionInput, at: datetime) -> None:
                     user_id=step.state.user_id,
                     at=at,
                     config_version=step.cfg.version,
-                    hold_id=hold_id,
+                    redemption_id=hold_id,
                     points=hold.amount,
+                    balance=book.balances.available,
+                    source_id=step.input_id,
                 )
             )
     if tx is not None:

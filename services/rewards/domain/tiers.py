@@ -27,13 +27,15 @@ from services.rewards.domain.state import EarnedPoints, TierStatus
 
 @dataclass(frozen=True, slots=True)
 class TierMove:
-    """A tier change: level indexes `from_level` → `to_level` at `at`, `reason` promoted/demoted."""
+    """A tier change: level indexes `from_level` → `to_level` at `at`, `reason` promoted/demoted,
+    with the points `earned` in the window then and the new `period_end`."""
 
     from_level: int
     to_level: int
     at: datetime
     reason: str
     earned: int
+    period_end: datetime | None
 
 
 def earned_in_window(history: Iterable[EarnedPoints], at: datetime, cfg: TiersConfig) -> int:
@@ -64,14 +66,12 @@ def catch_up(
     review = next_review(status, cfg)
     while review is not None and review <= until and status.period_end is not None:
         points = earned_in_window(history, review, cfg)
-        qualified = level_for(points, cfg)
-        if qualified < status.level:
-            moves.append(TierMove(status.level, qualified, review, "demoted", points))
-            status.level = qualified
-        elif qualified > status.level:
-            moves.append(TierMove(status.level, qualified, review, "promoted", points))
-            status.level = qualified
-        status.period_end = None if status.level == 0 else status.period_end + cfg.period
+        qualified, before = level_for(points, cfg), status.level
+        status.level = qualified
+        status.period_end = None if qualified == 0 else status.period_end + cfg.period
+        if qualified != before:
+            reason = "promoted" if qualified > before else "demoted"
+            moves.append(TierMove(before, qualified, review, reason, points, status.period_end))
         review = next_review(status, cfg)
     return moves
 
@@ -85,9 +85,9 @@ def on_earned(
     qualified = level_for(points, cfg)
     if qualified <= status.level:
         return None
-    move = TierMove(status.level, qualified, at, "promoted", points)
+    move = TierMove(status.level, qualified, at, "promoted", points, at + cfg.period)
     status.level = qualified
-    status.period_end = at + cfg.period
+    status.period_end = move.period_end
     return move
 
 

@@ -27,6 +27,8 @@ def apply_timer(step: Step, timer: Timer) -> None:
                     rule_id=tx.rule_id or "",
                     lot_id=timer.key,
                     points=points,
+                    balance=book.balances.available,
+                    source_id=step.input_id,
                 )
             )
     elif timer.kind is TimerKind.EXPIRY_WARNING:
@@ -41,6 +43,7 @@ def apply_timer(step: Step, timer: Timer) -> None:
                     lot_id=lot.id,
                     points=lot.remaining,
                     expires_at=lot.expires_at,
+                    source_id=step.input_id,
                 )
             )
     elif timer.kind is TimerKind.PENDING_RELEASE:

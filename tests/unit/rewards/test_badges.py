@@ -21,7 +21,7 @@ CFG = config(rules=[], badges=BADGES)
 
 
 def earned(r: Replay) -> list[tuple[str, int]]:
-    return [(o.badge_id, o.times) for d in r.decisions for o in of_type(d.outputs, BadgeEarned)]
+    return [(o.badge, o.times) for d in r.decisions for o in of_type(d.outputs, BadgeEarned)]
 
 
 def test_count_badges_once_and_repeatedly() -> None:

@@ -10,6 +10,7 @@ import pytest
 from services.rewards.domain.inputs import LifecycleInput
 from services.rewards.domain.outputs import PointsAwarded, PointsReversed
 from services.rewards.domain.simulate import Replay
+from shared.contracts import ContractError
 from tests.unit.rewards.support import T0, command, config, day, example_config, of_type, reserve, track
 
 SALE = {
@@ -52,7 +53,7 @@ def test_debt_is_repaid_before_new_points_become_spendable() -> None:
 def test_lifecycle_events_parse_from_the_segmenter_wire_form() -> None:
     inp = LifecycleInput.from_wire(
         "id-1",
-        {"type": "stage_changed", "userId": "u1", "from": "new", "to": "activated", "activated": True,
+        {"id": "e1", "type": "stage_changed", "userId": "u1", "from": "new", "to": "activated", "activated": True,
          "reason": "activation", "at": "2024-03-01T09:00:00.000Z", "configVersion": "abc"},
     )  # fmt: skip
     assert (inp.user_id, inp.from_stage, inp.to_stage, inp.activated, inp.at) == (
@@ -63,10 +64,18 @@ def test_lifecycle_events_parse_from_the_segmenter_wire_form() -> None:
         T0,
     )
     seg = LifecycleInput.from_wire(
-        "id-2", {"type": "segment_entered", "userId": "u1", "segment": "core", "at": "2024-03-01T09:00:00Z"}
+        "id-2",
+        {
+            "id": "e2",
+            "type": "segment_entered",
+            "userId": "u1",
+            "segment": "core",
+            "at": "2024-03-01T09:00:00Z",
+            "configVersion": "abc",
+        },
     )
     assert seg.segment == "core"
-    with pytest.raises(ValueError, match="unknown lifecycle event type"):
+    with pytest.raises(ContractError, match=r"userops\.lifecycle\.v1"):
         LifecycleInput.from_wire("id-3", {"type": "nope", "userId": "u1", "at": "2024-03-01T09:00:00Z"})
 
 

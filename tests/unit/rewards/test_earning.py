@@ -195,7 +195,7 @@ def test_a_refund_after_the_points_were_spent_records_a_shortfall() -> None:
     r.feed(track("Order Refunded", day(16), order_id="o1"))
     r.feed(track("Order Refunded", day(17), order_id="o1"))  # a second refund takes nothing more
     reversed_ = [o for d in r.decisions for o in of_type(d.outputs, PointsReversed)]
-    assert [(o.points, o.shortfall, o.award_id) for o in reversed_] == [(100, 100, awarded(r)[0].id)]
+    assert [(o.points, o.shortfall, o.reverses) for o in reversed_] == [(100, 100, awarded(r)[0].id)]
     assert r.states["u1"].book.balances.debt == -100
 
 

@@ -21,7 +21,7 @@ CFG = example_config()
 
 
 def streak_of(r: Replay) -> list[tuple[int, date]]:
-    return [(o.length, o.local_date) for d in r.decisions for o in of_type(d.outputs, StreakExtended)]
+    return [(o.days, o.local_date) for d in r.decisions for o in of_type(d.outputs, StreakExtended)]
 
 
 def checkins(zone: str, local_times: list[datetime], cfg: object = CFG) -> Replay:
@@ -69,7 +69,7 @@ def test_freezes_bridge_missed_days_up_to_the_allowance() -> None:
 def test_a_seven_day_streak_earns_the_badge_and_70_points() -> None:
     r = checkins("Europe/Berlin", [datetime(2024, 3, 25, 8) + timedelta(days=i) for i in range(14)])
     badges = [o for d in r.decisions for o in of_type(d.outputs, BadgeEarned)]
-    assert [(b.badge_id, b.times, b.points) for b in badges] == [
+    assert [(b.badge, b.times, b.points) for b in badges] == [
         ("week_streak", 1, 70),
         ("week_streak", 2, 70),
     ]
