@@ -53,13 +53,15 @@ class StartupFailure:
     service: str
     returncode: int | None
     last_lines: tuple[str, ...]
+    was_ready: bool = False  # it had answered /ready, then died while the others started
 
     def describe(self) -> str:
-        what = (
-            f"{self.service} exited with {self.returncode} before it was ready"
-            if self.returncode is not None
-            else f"{self.service} was not ready in time"
-        )
+        if self.returncode is None:
+            what = f"{self.service} was not ready in time"
+        elif self.was_ready:
+            what = f"{self.service} exited with {self.returncode} while the other services were starting"
+        else:
+            what = f"{self.service} exited with {self.returncode} before it was ready"
         if not self.last_lines:
             return f"{what} (it printed nothing)"
         return f"{what}; its last log lines:\n" + "\n".join(f"  {line}" for line in self.last_lines)
@@ -166,7 +168,8 @@ class Supervisor:
             for name, proc in self.procs.items():
                 code = proc.poll()
                 if code is not None:
-                    return StartupFailure(name, code, proc.last_lines())
+                    was_ready = name not in pending and self.specs[name].ready_url is not None
+                    return StartupFailure(name, code, proc.last_lines(), was_ready)
             for name in list(pending):
                 url = self.specs[name].ready_url
                 if url is not None and self._probe(url):
