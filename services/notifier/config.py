@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from services.notifier.domain.campaign import Campaign, Channel, Variant
+from services.notifier.domain.campaign import Campaign, Variant
 from services.notifier.domain.caps import FrequencyCap
 from services.notifier.domain.conditions import TAG_PREFIX as COND_TAG
 from services.notifier.domain.duration import Duration
@@ -40,6 +40,7 @@ from services.notifier.domain.templates import referenced_traits
 from services.notifier.domain.triggers import TAG_PREFIX as TRIGGER_TAG
 from services.notifier.domain.triggers import ExpirySpec, PointsExpiringTrigger, RewardsTrigger
 from shared.config import StrictModel, config_version, load_yaml
+from shared.contracts.deliveries import Channel
 
 
 def _wall_time(value: Any) -> Any:

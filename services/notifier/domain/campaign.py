@@ -9,7 +9,7 @@ per 30 days. Variant weights sum to 1; `holdout` is a share in [0, 1).
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any, Final, Literal, Self
+from typing import Annotated, Any, Final, Self
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
@@ -19,8 +19,8 @@ from services.notifier.domain.duration import Duration, OptionalDelay, parse_dur
 from services.notifier.domain.templates import TemplateSpec, channel_problem
 from services.notifier.domain.triggers import Goal, Trigger
 from shared.config import StrictModel
+from shared.contracts.deliveries import Channel
 
-Channel = Literal["email", "in_app", "webhook"]
 _NAME: Final = r"^[a-z0-9_][a-z0-9_.-]{0,63}$"
 WEIGHT_TOLERANCE: Final = 1e-9
 

@@ -24,7 +24,7 @@ and their re-check cancels them as `expired`: replaying history never messages u
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from services.notifier.config import NotifierConfig
@@ -94,15 +94,16 @@ def decide(projection: Projection | None, item: Input, cfg: NotifierConfig, now:
             continue
         key = send_key(item.input_id, campaign.name, campaign.channel)
         group = assign(campaign.name, p.user_id, campaign.holdout, campaign.variant_weights)
+        suppressed = SendOutcome(
+            "suppressed", key, campaign.name, group, campaign.channel, p.user_id, item.input_id, now
+        )
         if churned_too_long(p, cfg, now):
             if group != HOLDOUT:  # a held-out user would get nothing anyway
-                decision.outcomes.append(
-                    SendOutcome(
-                        "suppressed", key, campaign.name, group, campaign.channel, now, reason="churned"
-                    )
-                )
+                decision.outcomes.append(replace(suppressed, reason="churned"))
             continue
         _enter(decision, campaign, group, item.input_id, at, key, lots, cfg.version)
+        if group == HOLDOUT:
+            decision.outcomes.append(replace(suppressed, reason="holdout"))
     p.sent = prune(p.sent, derived.cap_horizon, now)
     decision.next_check_at = next_expiry_check(p, derived.expiry_specs)
     return decision

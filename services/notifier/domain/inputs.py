@@ -2,21 +2,22 @@
 its own timers and preference changes. Each input carries its scoped input id
 (`shared.ids.input_id` / `timer_input_id`), from which every send key is derived.
 
-The lifecycle wire format is the segmenter's (`stage_changed`: `from`, `to`, `reason`,
-`activated`, `at`; `segment_entered`/`segment_exited`: `segment`, `at`; all with `id` and
-`userId`). The rewards wire format (DESIGN.md §5) is read by the fields this service needs:
-`points` (int), `balance` (int), `expiresAt`, `tier`/`to` and `from` (tier_changed), `badge`.
-A wire object that breaks these contracts raises `InvalidEvent`, which a consumer dead-letters.
+Lifecycle and rewards records are read with their topic contracts (`shared.contracts`) and
+turned into these inputs by `lifecycle_input` / `rewards_input`; `lifecycle_from_wire` and
+`rewards_from_wire` do both, raising `ContractError` (a `ValueError`, dead-lettered by the
+consumer) for a record that breaks its contract.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
 from shared import topics
-from shared.events import Event, InvalidEvent, check_id, parse_ts
+from shared.contracts import lifecycle as lc
+from shared.contracts import rewards as rw
+from shared.events import Event
 from shared.ids import input_id, timer_input_id
 
 REWARDS_EVENTS: Final = frozenset(
@@ -25,6 +26,7 @@ REWARDS_EVENTS: Final = frozenset(
         "points_redeemed",
         "points_expired",
         "points_reversed",
+        "points_expiring_soon",
         "tier_changed",
         "badge_earned",
         "streak_extended",
@@ -76,7 +78,8 @@ class SegmentChanged:
 
 @dataclass(frozen=True, slots=True)
 class RewardsEvent:
-    """One rewards event; fields the event type does not carry are None."""
+    """One rewards event; fields the event type does not carry are None. `lot_id` names the lot
+    a `points_awarded` created or a `points_expired` ended."""
 
     input_id: str
     user_id: str
@@ -88,6 +91,7 @@ class RewardsEvent:
     tier: str | None = None
     from_tier: str | None = None
     badge: str | None = None
+    lot_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,75 +122,55 @@ class PreferenceChanged:
 Input = EventInput | StageChanged | SegmentChanged | RewardsEvent | ExpiryCheck | PreferenceChanged
 
 
-def lifecycle_from_wire(data: dict[str, Any]) -> StageChanged | SegmentChanged:
-    """Parse one `userops.lifecycle.v1` object."""
-    user, event_id, at = _envelope(data)
-    iid = input_id(topics.LIFECYCLE, user, event_id)
-    kind = data.get("type")
-    if kind == "stage_changed":
-        to = _text(data, "to", required=True)
-        activated = data.get("activated")
+def lifecycle_input(record: lc.LifecycleEvent) -> StageChanged | SegmentChanged:
+    """The input of one parsed `userops.lifecycle.v1` record."""
+    iid = input_id(topics.LIFECYCLE, record.user_id, record.id)
+    if isinstance(record, lc.StageChanged):
         return StageChanged(
             iid,
-            user,
-            _text(data, "from"),
-            to or "",
-            at,
-            activated if isinstance(activated, bool) else None,
-            _text(data, "reason") or "",
+            record.user_id,
+            record.from_stage,
+            record.to_stage,
+            record.at,
+            record.activated,
+            record.reason,
         )
-    if kind in ("segment_entered", "segment_exited"):
-        segment = _text(data, "segment", required=True) or ""
-        return SegmentChanged(iid, user, segment, kind == "segment_entered", at)
-    raise InvalidEvent("type", "must be stage_changed, segment_entered or segment_exited")
-
-
-def rewards_from_wire(data: dict[str, Any]) -> RewardsEvent:
-    """Parse one `userops.rewards.v1` object."""
-    user, event_id, at = _envelope(data)
-    kind = data.get("type")
-    if kind not in REWARDS_EVENTS:
-        raise InvalidEvent("type", f"must be one of {sorted(REWARDS_EVENTS)}")
-    expires = data.get("expiresAt")
-    return RewardsEvent(
-        input_id(topics.REWARDS, user, event_id),
-        user,
-        kind,
-        at,
-        points=_int(data, "points"),
-        balance=_int(data, "balance"),
-        expires_at=parse_ts(expires, "expiresAt") if expires is not None else None,
-        tier=_text(data, "tier") or (_text(data, "to") if kind == "tier_changed" else None),
-        from_tier=_text(data, "from") if kind == "tier_changed" else None,
-        badge=_text(data, "badge"),
+    return SegmentChanged(
+        iid, record.user_id, record.segment, isinstance(record, lc.SegmentEntered), record.at
     )
 
 
-def _envelope(data: dict[str, Any]) -> tuple[str, str, datetime]:
-    if not isinstance(data, dict):
-        raise InvalidEvent("(event)", "must be a JSON object")
-    user = check_id("userId", data.get("userId"))
-    if user is None:
-        raise InvalidEvent("userId", "is required")
-    event_id = data.get("id")
-    if not isinstance(event_id, str) or not event_id:
-        raise InvalidEvent("id", "is required")
-    return user, event_id, parse_ts(data.get("at"), "at")
+def rewards_input(record: rw.RewardsEvent) -> RewardsEvent:
+    """The input of one parsed `userops.rewards.v1` record."""
+    base = RewardsEvent(
+        input_id(topics.REWARDS, record.user_id, record.id), record.user_id, record.type, record.at
+    )
+    if isinstance(record, rw.PointsAwarded):
+        return replace(
+            base,
+            points=record.points,
+            balance=record.balance,
+            expires_at=record.expires_at,
+            lot_id=record.lot_id,
+        )
+    if isinstance(record, rw.PointsExpired):
+        return replace(base, points=record.points, balance=record.balance, lot_id=record.lot_id)
+    if isinstance(record, (rw.PointsRedeemed, rw.PointsReversed, rw.ReferralRewarded)):
+        return replace(base, points=record.points, balance=record.balance)
+    if isinstance(record, rw.PointsExpiringSoon):
+        return replace(base, points=record.points, expires_at=record.expires_at)
+    if isinstance(record, rw.TierChanged):
+        return replace(base, tier=record.to_tier, from_tier=record.from_tier)
+    if isinstance(record, rw.BadgeEarned):
+        return replace(base, badge=record.badge)
+    return base
 
 
-def _text(data: dict[str, Any], name: str, *, required: bool = False) -> str | None:
-    value = data.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value or len(value) > 200:
-        raise InvalidEvent(name, "must be a non-empty string of at most 200 characters")
-    return value
+def lifecycle_from_wire(data: bytes | str | dict[str, Any]) -> StageChanged | SegmentChanged:
+    """Parse one `userops.lifecycle.v1` record into an input (`ContractError` if it is bad)."""
+    return lifecycle_input(lc.parse_lifecycle(data))
 
 
-def _int(data: dict[str, Any], name: str) -> int | None:
-    value = data.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidEvent(name, "must be an integer")
-    return value
+def rewards_from_wire(data: bytes | str | dict[str, Any]) -> RewardsEvent:
+    """Parse one `userops.rewards.v1` record into an input (`ContractError` if it is bad)."""
+    return rewards_input(rw.parse_rewards(data))

@@ -5,9 +5,9 @@
 - raw events: `identify` traits (scalar values only; `email`, `timezone`, `locale` also set the
   fields of those names), `context.timezone` / `context.locale`, and `NPS Submitted` answers;
 - lifecycle: stage (+ since when, + the `activated` flag), segments entered and exited;
-- rewards: balance, tier, and the lots of points that will expire (spent earliest-expiry-first,
-  like the ledger, so the projection approximates the rewards service's lots; the balance it
-  states on each event, when present, wins);
+- rewards: balance, tier, and the lots of points that will expire, by the ledger's lot id
+  (redemptions and reversals spend them earliest-expiry-first, like the ledger, so the
+  projection approximates the rewards service's lots; the balance each event states wins);
 - preference changes: the unsubscribed scopes (`all`, `channel:<c>`, `topic:<t>`).
 
 Late inputs never move a field back in time: each fact keeps the instant it was last set.
@@ -53,10 +53,12 @@ DEFAULT_RULES: Final = ProjectionRules()
 
 @dataclass(slots=True)
 class Lot:
-    """Points that expire at `expires_at`."""
+    """Points (still unspent, as far as the projection knows) that expire at `expires_at`;
+    `lot_id` is the rewards ledger's id of the lot."""
 
     points: int
     expires_at: datetime
+    lot_id: str = ""
 
 
 @dataclass(slots=True)
@@ -178,7 +180,7 @@ def _rewards(p: Projection, ev: RewardsEvent) -> None:
     if ev.type == "points_awarded":
         p.points_balance += points
         if ev.expires_at is not None and points > 0:
-            p.lots.append(Lot(points, ev.expires_at))
+            p.lots.append(Lot(points, ev.expires_at, ev.lot_id or ""))
             p.lots.sort(key=lambda lot: lot.expires_at)
             del p.lots[MAX_LOTS:]
     elif ev.type in ("points_redeemed", "points_reversed"):
@@ -186,7 +188,9 @@ def _rewards(p: Projection, ev: RewardsEvent) -> None:
         _spend(p, abs(points))
     elif ev.type == "points_expired":
         p.points_balance -= abs(points)
-        p.lots = [lot for lot in p.lots if lot.expires_at > ev.at]
+        p.lots = [
+            lot for lot in p.lots if lot.expires_at > ev.at and not (ev.lot_id and lot.lot_id == ev.lot_id)
+        ]
     elif ev.type == "tier_changed" and ev.tier:
         p.tier = ev.tier
     if ev.balance is not None:

@@ -36,7 +36,7 @@ def to_json(p: Projection) -> dict[str, Any]:
         "unsubscribed": sorted(p.unsubscribed),
         "preferences_at": {k: _ts(v) for k, v in sorted(p.preferences_at.items())},
         "points_balance": p.points_balance,
-        "lots": [[lot.points, _ts(lot.expires_at)] for lot in p.lots],
+        "lots": [[lot.points, _ts(lot.expires_at), lot.lot_id] for lot in p.lots],
         "expiry_reminded": {k: _ts(v) for k, v in sorted(p.expiry_reminded.items())},
         "nps": None if p.nps is None else [_ts(p.nps.at), p.nps.score, p.nps.comment],
         "entries": {
@@ -70,7 +70,7 @@ def from_json(data: dict[str, Any]) -> Projection:
         unsubscribed=set(data["unsubscribed"]),
         preferences_at={k: _req(v) for k, v in data["preferences_at"].items()},
         points_balance=data["points_balance"],
-        lots=[Lot(points, _req(at)) for points, at in data["lots"]],
+        lots=[Lot(points, _req(at), lot_id) for points, at, lot_id in data["lots"]],
         expiry_reminded={k: _req(v) for k, v in data["expiry_reminded"].items()},
         nps=None if nps is None else NpsAnswer(user_id, _req(nps[0]), nps[1], nps[2]),
         entries={

@@ -49,7 +49,16 @@ def recheck(
 
     def outcome(kind: OutcomeKind, reason: str = "", **extra: Any) -> SendOutcome:
         return SendOutcome(
-            kind, planned.send_key, planned.campaign, planned.variant, planned.channel, now, reason, **extra
+            kind,
+            planned.send_key,
+            planned.campaign,
+            planned.variant,
+            planned.channel,
+            planned.user_id,
+            planned.input_id,
+            now,
+            reason,
+            **extra,
         )
 
     campaign = cfg.derived.campaigns.get(planned.campaign)

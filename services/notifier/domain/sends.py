@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Final, Literal
 
 from services.notifier.domain.templates import RenderedMessage
+from shared.contracts.deliveries import Channel
 from shared.ids import output_id
 
 OutcomeKind = Literal["sent", "capped", "suppressed", "deferred", "cancelled", "failed"]
@@ -42,7 +43,7 @@ class PlannedSend:
 
     send_key: str
     campaign: str
-    channel: str
+    channel: Channel
     topic: str
     user_id: str
     input_id: str
@@ -58,11 +59,12 @@ class PlannedSend:
 
 @dataclass(frozen=True, slots=True)
 class SendOutcome:
-    """What became of a planned send at `at`.
+    """What became of a (planned) send of `campaign` to `user_id`, triggered by `trigger_id`, at `at`.
 
     - `sent`: `message` is rendered and goes out now (the caller enqueues the delivery job);
     - `capped`: a frequency cap refused it (`reason` names the cap); final;
-    - `suppressed`: churned too long, unsubscribed, or no address (`reason`); final;
+    - `suppressed`: held out (`holdout`, at trigger time), churned too long, unsubscribed, or no
+      address (`reason`); final;
     - `deferred`: quiet hours; re-check again at `until`;
     - `cancelled`: stale, campaign disabled, or its conditions no longer hold (`reason`); final;
     - `failed`: the template could not be rendered (`reason`); final, listed for operators.
@@ -72,7 +74,9 @@ class SendOutcome:
     send_key: str
     campaign: str
     variant: str
-    channel: str
+    channel: Channel
+    user_id: str
+    trigger_id: str
     at: datetime
     reason: str = ""
     until: datetime | None = None

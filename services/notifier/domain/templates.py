@@ -126,7 +126,7 @@ class TemplateSpec(StrictModel):
 
 CHANNEL_FIELDS: Final[dict[str, tuple[frozenset[str], frozenset[str]]]] = {
     "email": (frozenset({"subject", "text"}), frozenset({"subject", "text", "html"})),
-    "in_app": (frozenset({"title", "body"}), frozenset({"title", "body", "url"})),
+    "inapp": (frozenset({"title", "body"}), frozenset({"title", "body", "url"})),
     "webhook": (frozenset({"payload"}), frozenset({"payload"})),
 }
 """Per channel: (required fields, allowed fields) of its template."""

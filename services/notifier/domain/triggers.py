@@ -40,7 +40,7 @@ from shared.config import StrictModel
 Stage = Literal["new", "activated", "active", "reactivated", "at_risk", "dormant", "churned"]
 RewardsType = Literal[
     "points_awarded", "points_redeemed", "points_expired", "points_reversed",
-    "tier_changed", "badge_earned", "streak_extended", "referral_rewarded",
+    "points_expiring_soon", "tier_changed", "badge_earned", "streak_extended", "referral_rewarded",
 ]  # fmt: skip
 TAG_PREFIX: Final = "trigger:"
 TRIGGER_KEYS: Final = (

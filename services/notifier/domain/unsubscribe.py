@@ -5,7 +5,7 @@ A token names a user, a scope and an expiry, and is signed with HMAC-SHA256:
     token = b64url(payload) + "." + b64url(HMAC-SHA256(secret, b64url(payload)))
     payload = "v1" US user_id US scope US expiry (unix seconds)     (US = U+001F)
 
-A scope is `all`, `channel:<email|webhook|in_app>` or `topic:<name>`. `verify` compares
+A scope is `all`, `channel:<email|webhook|inapp>` or `topic:<name>`. `verify` compares
 signatures in constant time and accepts any of several secrets (so a secret can be rotated
 without breaking links already sent). Tokens are opaque to the user and carry no secret.
 """

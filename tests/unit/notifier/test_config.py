@@ -36,7 +36,7 @@ def test_shipped_file_declares_the_campaigns_of_the_issue() -> None:
         "detractor_followup",
     ]
     welcome, nudge, winback = by_name["welcome"], by_name["activation_nudge"], by_name["at_risk_winback"]
-    assert isinstance(welcome.trigger, EventTrigger) and welcome.channel == "in_app"
+    assert isinstance(welcome.trigger, EventTrigger) and welcome.channel == "inapp"
     assert nudge.delay == timedelta(hours=24) and nudge.channel == "email" and nudge.recheck is not None
     assert isinstance(winback.trigger, StageTrigger) and winback.trigger.stage_changed.to == ["at_risk"]
     assert (winback.channel, winback.endpoint, winback.holdout) == ("webhook", "push_provider", 0.10)

@@ -31,14 +31,14 @@ def known_user(user: str = "u1", **traits: object) -> Projection:
     return p
 
 
-def test_signup_welcomes_in_app_now_and_plans_the_nudge_for_24h_later() -> None:
+def test_signup_welcomes_inapp_now_and_plans_the_nudge_for_24h_later() -> None:
     p = known_user()
     signup = track("Signed Up", at(0))
     decision = fire(p, signup)
     by_campaign = {s.campaign: s for s in decision.sends}
     assert set(by_campaign) == {"welcome", "activation_nudge"}
     welcome, nudge = by_campaign["welcome"], by_campaign["activation_nudge"]
-    assert welcome.send_key == output_id(signup.input_id, "welcome:in_app")
+    assert welcome.send_key == output_id(signup.input_id, "welcome:inapp")
     assert nudge.send_key == output_id(signup.input_id, "activation_nudge:email")
     assert (welcome.due_at, nudge.due_at) == (at(0), at(0, 24))
     [outcome] = deliver(p, welcome)
@@ -87,7 +87,13 @@ def test_at_risk_winback_holds_out_about_ten_percent_and_measures_the_goal() -> 
     assert len(winback) == 400 and 20 <= len(held) <= 60
     for (_p, decision), entry in zip(decisions, winback, strict=True):
         sends = [s for s in decision.sends if s.campaign == "at_risk_winback"]
-        assert (not sends) if entry.group == HOLDOUT else [s.variant for s in sends] == [entry.group]
+        if entry.group == HOLDOUT:
+            assert not sends
+            assert [(o.kind, o.variant, o.reason) for o in decision.outcomes] == [
+                ("suppressed", HOLDOUT, "holdout")
+            ]
+        else:
+            assert [s.variant for s in sends] == [entry.group] and not decision.outcomes
         assert entry.goal_until == at(7)
     p, decision = decisions[0]
     back = fire(p, stage("active", at(3), p.user_id))

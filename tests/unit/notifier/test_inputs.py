@@ -1,4 +1,4 @@
-"""Wire parsing of lifecycle and rewards events, with scoped input ids."""
+"""Lifecycle and rewards records, read with their shared contracts, become inputs with scoped ids."""
 
 from __future__ import annotations
 
@@ -9,80 +9,111 @@ import pytest
 
 from services.notifier.domain.inputs import (
     ExpiryCheck,
+    RewardsEvent,
     SegmentChanged,
     StageChanged,
     lifecycle_from_wire,
     rewards_from_wire,
 )
 from shared import topics
-from shared.events import InvalidEvent
+from shared.contracts import (
+    BadgeEarned,
+    ContractError,
+    PointsAwarded,
+    PointsExpired,
+    PointsExpiringSoon,
+    PointsRedeemed,
+    SegmentEntered,
+    SegmentExited,
+    TierChanged,
+)
+from shared.contracts import StageChanged as StageChangedRecord
 from shared.ids import input_id, timer_input_id
 
-AT = "2024-03-05T15:00:00.000Z"
 WHEN = datetime(2024, 3, 5, 15, tzinfo=UTC)
+LATER = datetime(2024, 6, 1, tzinfo=UTC)
+ENVELOPE: dict[str, Any] = {"user_id": "u1", "at": WHEN, "config_version": "abc"}
 
 
 def test_stage_changed() -> None:
-    wire = {"id": "e1", "type": "stage_changed", "userId": "u1", "from": "active", "to": "at_risk",
-            "reason": "idle 7d", "activated": True, "at": AT, "configVersion": "abc"}  # fmt: skip
-    parsed = lifecycle_from_wire(wire)
+    record = StageChangedRecord(
+        id="e1", from_stage="active", to_stage="at_risk", reason="idle 7d", activated=True, **ENVELOPE
+    )
+    parsed = lifecycle_from_wire(record.to_wire())
     assert parsed == StageChanged(
         input_id(topics.LIFECYCLE, "u1", "e1"), "u1", "active", "at_risk", WHEN, True, "idle 7d"
     )
 
 
 def test_segment_events() -> None:
-    entered = lifecycle_from_wire(
-        {"id": "e2", "type": "segment_entered", "userId": "u1", "segment": "core", "at": AT}
-    )
-    exited = lifecycle_from_wire(
-        {"id": "e3", "type": "segment_exited", "userId": "u1", "segment": "core", "at": AT}
-    )
-    assert isinstance(entered, SegmentChanged) and entered.entered and entered.segment == "core"
+    entered = lifecycle_from_wire(SegmentEntered(id="e2", segment="core", **ENVELOPE).to_json())
+    exited = lifecycle_from_wire(SegmentExited(id="e3", segment="core", **ENVELOPE).to_wire())
+    assert entered == SegmentChanged(input_id(topics.LIFECYCLE, "u1", "e2"), "u1", "core", True, WHEN)
     assert isinstance(exited, SegmentChanged) and not exited.entered
 
 
-def test_rewards_events() -> None:
-    award = rewards_from_wire({"id": "r1", "type": "points_awarded", "userId": "u1", "at": AT, "points": 100,
-                               "balance": 250, "expiresAt": "2024-06-01T00:00:00Z"})  # fmt: skip
-    assert (award.points, award.balance) == (100, 250)
-    assert award.expires_at == datetime(2024, 6, 1, tzinfo=UTC)
-    assert award.input_id == input_id(topics.REWARDS, "u1", "r1")
-    tier = rewards_from_wire(
-        {"id": "r2", "type": "tier_changed", "userId": "u1", "at": AT, "from": "silver", "to": "gold"}
-    )
-    assert (tier.from_tier, tier.tier) == ("silver", "gold")
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        (
+            PointsAwarded(id="r1", points=100, lot_id="lot-1", expires_at=LATER, balance=250, **ENVELOPE),
+            {"points": 100, "balance": 250, "expires_at": LATER, "lot_id": "lot-1"},
+        ),
+        (
+            PointsExpired(id="r1", points=40, lot_id="lot-1", balance=210, **ENVELOPE),
+            {"points": 40, "balance": 210, "lot_id": "lot-1"},
+        ),
+        (
+            PointsRedeemed(id="r1", points=50, redemption_id="x", balance=160, **ENVELOPE),
+            {"points": 50, "balance": 160},
+        ),
+        (
+            PointsExpiringSoon(id="r1", points=60, expires_at=LATER, **ENVELOPE),
+            {"points": 60, "expires_at": LATER},
+        ),
+        (
+            TierChanged(id="r1", from_tier="silver", to_tier="gold", reason="earned", **ENVELOPE),
+            {"tier": "gold", "from_tier": "silver"},
+        ),
+        (BadgeEarned(id="r1", badge="streak-7", **ENVELOPE), {"badge": "streak-7"}),
+    ],
+)
+def test_rewards_records(record: Any, expected: dict[str, Any]) -> None:
+    parsed = rewards_from_wire(record.to_json())
+    base = RewardsEvent(input_id(topics.REWARDS, "u1", "r1"), "u1", record.type, WHEN)
+    assert parsed == RewardsEvent(**{**{f: getattr(base, f) for f in base.__slots__}, **expected})
 
 
 @pytest.mark.parametrize(
-    ("wire", "field"),
+    ("wire", "where"),
     [
-        ({"type": "stage_changed", "userId": "u1", "to": "new", "at": AT}, "id"),
-        ({"id": "e", "type": "stage_changed", "to": "new", "at": AT}, "userId"),
-        ({"id": "e", "type": "stage_changed", "userId": "u1", "at": AT}, "to"),
-        ({"id": "e", "type": "stage_changed", "userId": "u1", "to": "new", "at": "yesterday"}, "at"),
-        ({"id": "e", "type": "mystery", "userId": "u1", "at": AT}, "type"),
+        ({"type": "stage_changed", "userId": "u1", "to": "new", "at": "2024-03-05T15:00:00.000Z"}, "id"),
+        (
+            {
+                "id": "e",
+                "type": "stage_changed",
+                "userId": "u1",
+                "to": "nirvana",
+                "from": None,
+                "reason": "",
+                "activated": False,
+                "at": "2024-03-05T15:00:00.000Z",
+                "configVersion": "x",
+            },
+            "to",
+        ),
+        ({"id": "e", "type": "mystery", "userId": "u1", "at": "2024-03-05T15:00:00.000Z"}, "mystery"),
     ],
 )
-def test_bad_lifecycle_events_are_invalid_for_the_dead_letter_topic(wire: dict[str, Any], field: str) -> None:
-    with pytest.raises(InvalidEvent) as info:
+def test_bad_lifecycle_records_raise_contract_errors(wire: dict[str, Any], where: str) -> None:
+    with pytest.raises(ContractError, match=where):
         lifecycle_from_wire(wire)
-    assert info.value.field == field
 
 
-@pytest.mark.parametrize(
-    ("wire", "field"),
-    [
-        ({"id": "r", "type": "points_awarded", "userId": "u1", "at": AT, "points": "100"}, "points"),
-        ({"id": "r", "type": "points_awarded", "userId": "u1", "at": AT, "points": True}, "points"),
-        ({"id": "r", "type": "jackpot", "userId": "u1", "at": AT}, "type"),
-        ({"id": "r", "type": "points_awarded", "userId": "u1", "at": AT, "expiresAt": 5}, "expiresAt"),
-    ],
-)
-def test_bad_rewards_events(wire: dict[str, Any], field: str) -> None:
-    with pytest.raises(InvalidEvent) as info:
-        rewards_from_wire(wire)
-    assert info.value.field == field
+def test_bad_rewards_record_raises_a_contract_error() -> None:
+    wire = PointsAwarded(id="r", points=5, lot_id="l", balance=5, **ENVELOPE).to_wire()
+    with pytest.raises(ContractError, match="points"):
+        rewards_from_wire({**wire, "points": "5"})
 
 
 def test_expiry_timer_input_id_is_the_shared_timer_id() -> None:

@@ -68,6 +68,10 @@ def test_points_and_lots_spent_earliest_expiry_first() -> None:
     assert p.lots == [Lot(80, at(30))]
     apply(p, rewards("points_expired", at(31), points=80, balance=20))
     assert (p.points_balance, p.lots) == (20, [])
+    apply(p, rewards("points_awarded", at(32), points=30, expires_at=at(60), lot_id="lot-a"))
+    apply(p, rewards("points_awarded", at(32), points=30, expires_at=at(60), lot_id="lot-b"))
+    apply(p, rewards("points_expired", at(33), points=30, lot_id="lot-a"))  # e.g. an early expiry
+    assert [lot.lot_id for lot in p.lots] == ["lot-b"]
     apply(p, rewards("tier_changed", at(31), tier="gold", from_tier="silver"))
     assert p.tier == "gold"
 
@@ -93,6 +97,6 @@ def test_preferences() -> None:
     assert not p.subscribed("email", "surveys")
     assert p.subscribed("email", "onboarding")
     apply(p, unsubscribe("channel:email", at(0)))
-    assert not p.subscribed("email", "onboarding") and p.subscribed("in_app", "onboarding")
+    assert not p.subscribed("email", "onboarding") and p.subscribed("inapp", "onboarding")
     apply(p, unsubscribe("all", at(0) + timedelta(seconds=1)))
-    assert not p.subscribed("in_app", None)
+    assert not p.subscribed("inapp", None)

@@ -90,8 +90,8 @@ def test_referenced_traits() -> None:
 def test_channel_fit() -> None:
     assert channel_problem(spec(subject="s", text="t"), "email") is None
     assert channel_problem(spec(subject="s"), "email") == "an email template needs text"
-    assert channel_problem(spec(title="t", body="b", subject="s"), "in_app") == (
-        "an in_app template takes only body, title, url, not subject"
+    assert channel_problem(spec(title="t", body="b", subject="s"), "inapp") == (
+        "an inapp template takes only body, title, url, not subject"
     )
     assert channel_problem(spec(payload={"a": "b"}), "webhook") is None
     assert channel_problem(spec(title="t"), "webhook") == "a webhook template needs payload"

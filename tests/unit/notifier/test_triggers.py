@@ -30,7 +30,7 @@ from tests.unit.notifier.support import (
 
 def with_campaign(**campaign: Any) -> NotifierConfig:
     data = shipped_data()
-    base = {"name": "probe", "topic": "engagement", "channel": "in_app", "quiet_hours": False,
+    base = {"name": "probe", "topic": "engagement", "channel": "inapp", "quiet_hours": False,
             "template": {"title": "t", "body": "b"}}  # fmt: skip
     data["campaigns"] = [{**base, **campaign}]
     return NotifierConfig.model_validate(data)
