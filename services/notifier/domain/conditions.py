@@ -22,11 +22,11 @@ from pydantic import Discriminator, Field, Tag, model_validator
 
 from services.notifier.domain.duration import parse_duration
 from shared.config import StrictModel
+from shared.contracts.lifecycle import STAGES
 
 if TYPE_CHECKING:
     from services.notifier.domain.projection import Projection
 
-STAGES: Final = ("new", "activated", "active", "reactivated", "at_risk", "dormant", "churned")
 Op = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "exists"]
 FIELDS: Final[dict[str, str]] = {
     "stage": "stage",

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Final, Literal, Self, Union
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from services.notifier.domain.conditions import STAGES, PropertyCondition, properties_hold
+from services.notifier.domain.conditions import PropertyCondition, properties_hold
 from services.notifier.domain.duration import Duration
 from services.notifier.domain.inputs import (
     REWARDS_EVENTS,
@@ -36,6 +36,7 @@ from services.notifier.domain.inputs import (
 from services.notifier.domain.nps import NpsAnswer
 from services.notifier.domain.projection import Lot, Projection, expiring
 from shared.config import StrictModel
+from shared.contracts.lifecycle import STAGES
 
 Stage = Literal["new", "activated", "active", "reactivated", "at_risk", "dormant", "churned"]
 RewardsType = Literal[
