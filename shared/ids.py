@@ -1,4 +1,4 @@
-"""The one place input ids and output ids are made (DESIGN.md §3.1–3.2).
+"""The one place input ids and output ids are made (DESIGN.md §3.1-3.2).
 
 An *input id* names one input exactly once across the whole system:
 - a message: its source stream (the topic's contract name, e.g. `userops.events.v1`), its
