@@ -11,8 +11,9 @@ A trigger is one mapping whose key says what it is (an unknown key is a config e
 - `event: {name: Signed Up, where: [{property: plan, op: eq, value: pro}]}` — a raw track event;
 - `nps: {category: [detractor]}` — an `NPS Submitted` answer in those categories.
 
-A goal (`event: <name>` or `stage: [active, ...]`, with `within`) is reached when a matching
-input arrives after the user entered the campaign and no later than `within` after it.
+A goal (`event: <name>`, `stage: [active, ...]` or `rewards: points_redeemed`, with `within`) is
+reached when a matching input arrives after the user entered the campaign and no later than the
+campaign's delay plus `within` after it.
 """
 
 from __future__ import annotations
@@ -145,16 +146,18 @@ Trigger = Annotated[
 
 
 class Goal(StrictModel):
-    """Success of a campaign: `event` tracked, or a `stage` reached, within `within` of entry."""
+    """Success of a campaign within `within` of entry: a tracked `event`, a `stage` reached, or
+    a `rewards` event (e.g. `points_redeemed`)."""
 
     event: str | None = Field(default=None, min_length=1)
     stage: list[Stage] | None = Field(default=None, min_length=1)
+    rewards: RewardsType | None = None
     within: Duration
 
     @model_validator(mode="after")
     def _one(self) -> Self:
-        if (self.event is None) == (self.stage is None):
-            raise ValueError("a goal names exactly one of event or stage")
+        if sum(x is not None for x in (self.event, self.stage, self.rewards)) != 1:
+            raise ValueError("a goal names exactly one of event, stage or rewards")
         return self
 
 
@@ -231,7 +234,9 @@ def next_expiry_check(p: Projection, specs: dict[str, ExpirySpec]) -> datetime |
 
 
 def goal_reached(goal: Goal, item: Input) -> bool:
-    """Whether `item` is the goal's event or stage change."""
+    """Whether `item` is the goal's event, stage change or rewards event."""
     if goal.event is not None:
         return isinstance(item, EventInput) and item.event.type == "track" and item.event.event == goal.event
+    if goal.rewards is not None:
+        return isinstance(item, RewardsEvent) and item.type == goal.rewards
     return isinstance(item, StageChanged) and goal.stage is not None and item.to_stage in goal.stage

@@ -124,6 +124,8 @@ def test_points_expiring_reminder_comes_from_the_timer_once_per_lot() -> None:
     assert outcome.message is not None
     assert outcome.message.fields["title"] == "120 points expire on 2024-04-04"  # New York date
     assert fire(p, expiry_check(at(23))).sends == []
+    redeemed = fire(p, rewards("points_redeemed", at(25), points=100, balance=20))
+    assert [(c.campaign, c.at) for c in redeemed.conversions] == [("points_expiring", at(25))]
 
 
 def test_small_expiring_amounts_do_not_remind_and_do_not_loop_the_timer() -> None:
