@@ -138,7 +138,7 @@ async def produce_events(bootstrap: str, topic: str, events: Sequence[dict[str, 
             if isinstance(e, bytes):
                 futures.append(await producer.send(topic, e, key=b"poison"))
             else:
-                key = (e.get("userId") or e.get("anonymousId")).encode()
+                key = str(e.get("userId") or e.get("anonymousId")).encode()
                 futures.append(await producer.send(topic, orjson.dumps(e), key=key))
         await asyncio.gather(*futures)
     finally:

@@ -1,18 +1,24 @@
-"""Nothing lost, nothing doubled: kill -9 at random points, and two instances on one group."""
+"""Nothing lost, nothing doubled: kill -9 at random points while events stream in, and two
+instances on one group."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import orjson
+from aiokafka import AIOKafkaConsumer
 
+from scripts.stack.topics import ensure_topics
+from shared.kafka import create_producer
 from tests.conftest import Stack, eventually, plain_url, unique
-from tests.integration.runtime.test_runner import read_all
 from tests.integration.segmenter.harness import SegmenterProcess, produce_events, segmenter_env, wire_event
 from tests.integration.segmenter.workload import workload
 
@@ -49,91 +55,220 @@ async def _processed(url: str) -> int:
 
 
 async def _outcome(url: str) -> dict[str, Any]:
-    profiles = await _fetch(url, "SELECT user_id, stage, activated FROM profiles WHERE merged_into IS NULL")
+    """Everything a run leaves that must not depend on where it was killed, keyed by id."""
+    profiles = await _fetch(
+        url,
+        "SELECT user_id, stage, activated, first_seen, last_activity_at, merged_into FROM profiles",
+    )
     members = await _fetch(url, "SELECT user_id, segment FROM segment_members")
-    history = await _fetch(url, "SELECT event_id FROM stage_history")
+    history = await _fetch(url, "SELECT event_id, user_id, from_stage, to_stage FROM stage_history")
+    days = await _fetch(url, "SELECT user_id, day FROM activity_days")
     return {
-        "profiles": {r["user_id"]: (r["stage"], r["activated"]) for r in profiles},
+        "profiles": {r["user_id"]: tuple(r)[1:] for r in profiles},
         "segments": sorted((r["user_id"], r["segment"]) for r in members),
-        "history": sorted(r["event_id"] for r in history),
+        "history": sorted(tuple(r) for r in history),
+        "days": sorted(tuple(r) for r in days),
     }
 
 
-async def _stage_change_ids(bootstrap: str, topic: str, expect: int) -> list[str]:
-    records = await read_all(bootstrap, topic, expect=expect, timeout=60)
-    return [orjson.loads(r.value)["id"] for r in records if orjson.loads(r.value)["type"] == "stage_changed"]
+async def _stage_change_ids(bootstrap: str, topic: str) -> list[str]:
+    """The ids of every `stage_changed` record on `topic` (read to its end), duplicates kept."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not consumer.assignment():  # the partitions arrive with the first metadata
+            assert loop.time() < deadline, f"no partitions for {topic}"
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+        parts = consumer.assignment()
+        ends = await consumer.end_offsets(list(parts))
+        while any([await consumer.position(tp) < ends[tp] for tp in parts]):
+            assert loop.time() < deadline, f"{topic} not read to its end in 30 s"
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    values = [orjson.loads(r.value) for r in records]
+    return [v["id"] for v in values if v["type"] == "stage_changed"]
 
 
-async def test_kill_9_at_random_points_loses_and_doubles_nothing(
+@dataclass
+class _Stream:
+    """Streams `events` into `topic` in paced chunks, in step with the kills: the head comes in
+    `parts` portions, portion j once j - 2 kills happened, so the stream keeps up to two portions
+    ahead and every process lives (and dies) while events arrive; the tail waits for
+    `release_tail`. `waiting` says whether it is held back right now."""
+
+    events: list[dict[str, Any]]
+    head: int
+    parts: int
+    produced: int = 0
+    kills: int = 0
+    waiting: bool = False
+    release_tail: asyncio.Event = field(default_factory=asyncio.Event)
+    killed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, bootstrap: str, topic: str, chunk: int, pace: float) -> None:
+        bounds = [self.head * j // self.parts for j in range(self.parts + 1)] + [len(self.events)]
+        producer = create_producer(bootstrap, linger_ms=10)
+        await producer.start()
+        try:
+            for j, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+                self.waiting = True
+                if j == self.parts:
+                    await self.release_tail.wait()
+                while self.kills < j - 2:
+                    await self.killed.wait()
+                    self.killed.clear()
+                self.waiting = False
+                for i in range(lo, hi, chunk):
+                    sent = [
+                        await producer.send(
+                            topic, orjson.dumps(e), key=(e.get("userId") or e["anonymousId"]).encode()
+                        )
+                        for e in self.events[i : min(i + chunk, hi)]
+                    ]
+                    await asyncio.gather(*sent)
+                    self.produced += len(sent)
+                    await asyncio.sleep(pace)
+        finally:
+            await producer.stop()
+
+
+@dataclass(frozen=True)
+class _Kill:
+    produced: int  # events in the crash run's topic when the process was killed
+    processed: int  # events it had applied by then
+    streaming: bool  # whether the stream was producing (not held back) at that instant
+
+
+MIN_KILLS = 5
+
+
+async def test_kill_9_at_random_points_while_events_stream_in_loses_and_doubles_nothing(
     stack: Stack, topics: dict[str, str], new_database: Any, tmp_path: Path
 ) -> None:
-    events = workload(users=2000, events=20_000)
-    await produce_events(stack.bootstrap, topics[EVENTS], events)
-    crash_in, crash_out = unique("events-crash"), unique("lifecycle-crash")
-    from scripts.stack.topics import ensure_topics
+    # Anonymous visitors arrive in the head; half of them sign up in the tail, which is produced
+    # only once the head is applied: an alias and the visit it merges are on different
+    # partitions (keyed by different ids), so this keeps their order the same in both runs.
+    anchor = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=12)
+    visits, signups = [], []
+    for i in range(200):
+        ts = anchor - timedelta(days=1 + i % 9, seconds=i)
+        stamp = ts.isoformat()
+        visits.append(
+            {
+                "type": "page",
+                "messageId": f"v-{i}",
+                "anonymousId": f"anon-{i}",
+                "name": "Landing",
+                "timestamp": stamp,
+                "receivedAt": stamp,
+            }
+        )
+        if i % 2 == 0:
+            signups.append(
+                wire_event(f"user-{i:05d}", "Signed Up", ts, mid=f"su-{i}", anonymousId=f"anon-{i}")
+            )
+    load = workload(users=1000, events=5_000)
+    head = load[:4_000] + visits
+    events = head + signups + load[4_000:]
 
-    await ensure_topics(stack.bootstrap, 3, (crash_in, crash_out))
-
-    # A clean run.
+    # A clean run over the events topic.
+    await produce_events(stack.bootstrap, topics[EVENTS], head)
     clean_db = await new_database()
     env, port = segmenter_env(
         bootstrap=stack.bootstrap, db_url=clean_db, topics=topics, config=CONFIG, group=unique("clean")
     )
     clean = SegmenterProcess(env, port, tmp_path / "clean.log")
     clean.start()
-    started = asyncio.get_running_loop().time()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     try:
-        await eventually(lambda: _drained(clean_db, len(events)), timeout=180, interval=0.5)
+        await eventually(lambda: _drained(clean_db, len(head)), timeout=120, interval=0.5)
+        await produce_events(stack.bootstrap, topics[EVENTS], events[len(head) :])
+        await eventually(lambda: _drained(clean_db, len(events)), timeout=60, interval=0.5)
     finally:
         clean.terminate()
-    print(f"clean run drained {len(events)} events in {asyncio.get_running_loop().time() - started:.1f}s")
+    print(f"clean run drained {len(events)} events in {loop.time() - started:.1f}s")
     expected = await _outcome(clean_db)
 
-    # The same events, killed with SIGKILL at random instants and restarted until drained.
+    # The crash run consumes its own topic, which receives the same events while the service is
+    # killed with SIGKILL at random instants and restarted. Output ids derive from the topic's
+    # contract name, not its physical name, so both runs must produce the same ids.
+    crash_in, crash_out = unique("events-crash"), unique("lifecycle-crash")
+    await ensure_topics(stack.bootstrap, 3, (crash_in, crash_out))
     crash_db = await new_database()
+    started = loop.time()
     env, port = segmenter_env(
         bootstrap=stack.bootstrap,
         db_url=crash_db,
-        topics={**topics, LIFECYCLE: crash_out},
+        topics={**topics, EVENTS: crash_in, LIFECYCLE: crash_out},
         config=CONFIG,
         group=unique("crash"),
         extra={"USEROPS_SEGMENTER_INSTANCE_ID": "crashy", "USEROPS_SEGMENTER_SESSION_TIMEOUT_MS": "6000"},
     )
-
-    async def stream() -> None:  # the events arrive while the service is being killed
-        for i in range(0, len(events), 1000):
-            await produce_events(stack.bootstrap, crash_in, events[i : i + 1000])
-            await asyncio.sleep(0.2)
-
-    streaming = asyncio.create_task(stream())
+    stream = _Stream(events, head=len(head), parts=MIN_KILLS + 1)
+    streaming = asyncio.create_task(stream.run(stack.bootstrap, crash_in, chunk=50, pace=0.25))
     rng = random.Random(11)
-    mid_stream_kills = 0
-    for attempt in range(40):
-        proc = SegmenterProcess(env, port, tmp_path / f"crash-{attempt}.log")
-        proc.start()
-        await proc.wait_ready()
-        await asyncio.sleep(rng.uniform(0.1, 1.2) if attempt < 8 else 5.0)
-        done = await _processed(crash_db)
-        if attempt >= 8 and await _drained(crash_db, len(events)):
-            proc.terminate()
-            break
-        proc.kill9()
-        mid_stream_kills += 0 < done < len(events)
-    else:
-        raise AssertionError("not drained after 40 restarts")
-    await streaming
-    assert mid_stream_kills >= 3, "the service should have been killed mid-stream several times"
+    kills: list[_Kill] = []
+    try:
+        for attempt in range(30):
+            if streaming.done() and len(kills) >= MIN_KILLS:
+                break
+            proc = SegmenterProcess(env, port, tmp_path / f"crash-{attempt}.log")
+            proc.start()
+            await proc.wait_ready()
+            await asyncio.sleep(rng.uniform(0.1, 1.5))
+            produced, streaming_now = stream.produced, not stream.waiting and not streaming.done()
+            processed = await _processed(crash_db)
+            proc.kill9()
+            kills.append(_Kill(produced, processed, streaming_now))
+            stream.kills = len(kills)
+            stream.killed.set()
+            # The sign-ups go only once every visit they merge is applied (see above).
+            if len(kills) >= MIN_KILLS and processed >= len(head):
+                stream.release_tail.set()
+        else:
+            raise AssertionError(f"the stream did not finish: {stream.produced}/{len(events)} produced")
+        await streaming
+    finally:
+        streaming.cancel()
+    final = SegmenterProcess(env, port, tmp_path / "crash-final.log")
+    final.start()
+    try:
+        await eventually(lambda: _drained(crash_db, len(events)), timeout=90, interval=0.5)
+    finally:
+        final.terminate()
+    print(f"crash run: {loop.time() - started:.1f}s, kills (produced, processed): {kills}")
+
+    mid_stream = [k for k in kills if 0 < k.produced < len(events)]
+    assert len(mid_stream) >= MIN_KILLS, f"kills while events were still arriving: {kills}"
+    arrived = [b.produced > a.produced for a, b in itertools.pairwise([_Kill(0, 0, True), *mid_stream])]
+    assert sum(arrived) >= MIN_KILLS, f"events should arrive during each killed process's life: {kills}"
+    assert sum(k.streaming for k in mid_stream) >= 3, f"kills should land while producing: {kills}"
+    assert sum(k.processed > 0 for k in mid_stream) >= MIN_KILLS - 1, "kills should land mid-processing"
     got = await _outcome(crash_db)
     assert got["profiles"] == expected["profiles"]
     assert got["segments"] == expected["segments"]
     assert got["history"] == expected["history"]
+    assert got["days"] == expected["days"]
+    assert any(r[4] is not None for r in got["profiles"].values()), "the workload merges profiles"
 
-    # Downstream sees the same stage_changed events by id: none lost, none doubled (a re-sent
-    # copy after a crash carries the same id, so consumers dedupe it).
-    n = len(expected["history"])
-    clean_ids = await _stage_change_ids(stack.bootstrap, topics[LIFECYCLE], n)
-    crash_ids = await _stage_change_ids(stack.bootstrap, crash_out, n)
-    assert len(clean_ids) == len(set(clean_ids)) == n
+    # Downstream sees the same stage_changed events by id: none lost, none doubled (a copy re-sent
+    # after a crash carries the same id, so consumers dedupe it).
+    clean_ids = await _stage_change_ids(stack.bootstrap, topics[LIFECYCLE])
+    crash_ids = await _stage_change_ids(stack.bootstrap, crash_out)
+    assert len(clean_ids) == len(set(clean_ids)) == len(expected["history"])
     assert set(crash_ids) == set(clean_ids)
 
 
@@ -172,8 +307,6 @@ async def test_two_instances_split_partitions_and_act_once(
         # Both members joined: the group splits the three partitions between them.
         parts = await eventually(lambda: _split(procs), timeout=30)
         assert not parts[0] & parts[1]
-        from datetime import UTC, datetime
-
         now = datetime.now(UTC)
         users = [f"p{i:03d}" for i in range(120)]
         await produce_events(
@@ -198,7 +331,7 @@ async def test_two_instances_split_partitions_and_act_once(
         moves == [(None, "activated"), ("activated", "at_risk"), ("at_risk", "dormant")]
         for moves in by_user.values()
     ), by_user
-    ids = await _stage_change_ids(stack.bootstrap, topics[LIFECYCLE], expect=len(rows))
+    ids = await _stage_change_ids(stack.bootstrap, topics[LIFECYCLE])
     assert len(set(ids)) == len(rows) == 3 * len(users)
 
 
