@@ -275,7 +275,7 @@ async def test_kill_9_at_random_points_while_events_stream_in_loses_and_doubles_
 async def _assigned_partitions(url: str) -> set[str]:
     async with httpx.AsyncClient() as c:
         body = (await c.get(f"{url}/ready")).json()
-    return {p.rsplit(":", 1)[1] for p in body["checks"]["partitions"]}
+    return {p.rsplit(":", 1)[1] for p in body["checks"]["consumer_detail"]["partitions"]}
 
 
 async def _split(procs: list[SegmenterProcess]) -> list[set[str]] | None:
