@@ -15,7 +15,7 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from services.segmenter.config import SegmenterConfig
-from services.segmenter.domain.state import UserState, epoch_day
+from services.segmenter.domain.state import UserState, epoch_day, storable
 from shared.events import Event
 
 MAX_RUNS: Final = 32
@@ -265,7 +265,8 @@ def latest_wins(new: Any, new_at: datetime, old: Any, old_at: datetime | None) -
 
 
 def _record_traits(state: UserState, traits: dict[str, Any], ts: datetime) -> None:
-    for name, value in traits.items():
+    for name, raw in traits.items():
+        value = storable(raw)  # compared and kept as the store will give it back
         if latest_wins(value, ts, state.traits.get(name), state.trait_at.get(name)):
             state.traits[name] = value
             state.trait_at[name] = ts

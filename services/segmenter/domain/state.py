@@ -217,6 +217,28 @@ class UserState:
         )
 
 
+_INT_RANGE: Final = (-(2**63), 2**64)
+"""Integers orjson writes and reads as integers (beyond them, as floats)."""
+
+
+def storable(value: Any) -> Any:
+    """`value` (a decoded JSON value, e.g. a trait) in the form a jsonb column gives back equal.
+
+    jsonb keeps a number's decimal digits but not whether it was a float: orjson writes 1.5e18 as
+    `1.5e+18`, jsonb prints it back as `1500000000000000000`, which reads as an int. A float that
+    integral and in orjson's integer range is therefore kept as that (exactly equal) int.
+    """
+    if isinstance(value, float):
+        if abs(value) >= 1e16 and _INT_RANGE[0] <= value < _INT_RANGE[1]:
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {k: storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
 def _amount(value: float | None) -> float:
     """A stored sum. Null is what versions that let a sum overflow wrote for NaN or infinity;
     that sum is lost, and 0 lets the user's later orders count again instead of failing."""

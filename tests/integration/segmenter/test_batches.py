@@ -21,12 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 import services.segmenter
 from services.segmenter.config import SegmenterConfig
 from services.segmenter.consumer import IDLE_TIMER, SegmenterHandler
+from services.segmenter.domain.batch import apply_batch
+from services.segmenter.domain.decide import event_input_id
+from services.segmenter.domain.state import UserState
 from shared import topics
 from shared.events import Event, format_ts
 from shared.runtime import migrations
 from shared.runtime.db import create_engine, session_factory
 from shared.runtime.runner import Message, Record
 from shared.runtime.timers import Timer
+from tests.unit.segmenter.test_batch import through_jsonb
 
 MIGRATIONS = Path(services.segmenter.__file__).parent / "migrations"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -122,3 +126,26 @@ def test_decode_names_the_scoped_input_id() -> None:
     decoded = handler.decode(Record("userops.events.v1.some-physical-name", 2, 7, b"u-1", orjson.dumps(body)))
     assert isinstance(decoded.value, Event)
     assert decoded.input_id == "userops.events.v1\x1fu-1\x1fm-1"  # the contract name, not the topic
+
+
+async def test_a_state_with_extreme_numbers_reads_back_from_its_jsonb_column_unchanged(store: Store) -> None:
+    """Defect 2: what the store reads is what the domain produced (also `through_jsonb`'s premise)."""
+    traits = {"ltv": 1.2345678901234567e18, "tiny": 1e-07, "big": 1e300, "n": 2**64 - 1, "neg": -3.5e17,
+              "ünï": {"deep": [1.5e16, "ß", None, True]}}  # fmt: skip
+    bodies = [
+        wire("identify", "t1", NOW, userId="ïd-✓", traits=traits),
+        wire("track", "o1", NOW, userId="ïd-✓", event="Order Completed", properties={"revenue": 1e15}),
+        wire("track", "o2", NOW, userId="ïd-✓", event="Order Completed", properties={"revenue": 1e308}),
+        wire("track", "o3", NOW, userId="ïd-✓", event="Order Completed", properties={"revenue": "NaN"}),
+    ]
+    await store.handle(*bodies)
+    events = [Event.from_bytes(orjson.dumps(b)) for b in bodies]
+    cfg = SegmenterConfig().model_copy(update={"version": "test"})  # as the handler has it
+    expected = apply_batch({"ïd-✓": None}, {}, [(e, event_input_id(e)) for e in events], cfg, NOW)
+    row = await store.rows("SELECT state FROM profiles WHERE user_id = 'ïd-✓'")
+    stored = UserState.from_dict(row[0].state)
+    assert stored == expected.states["ïd-✓"]
+    assert stored.revenue == 1e15 and stored.orders == 3
+    assert isinstance(stored.traits["ltv"], int) and stored.traits["ltv"] == 1.2345678901234567e18
+    raw = await store.rows("SELECT state::text AS doc FROM profiles WHERE user_id = 'ïd-✓'")
+    assert orjson.loads(raw[0].doc) == orjson.loads(through_jsonb(stored.to_json()))

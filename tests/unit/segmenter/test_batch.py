@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -126,9 +128,41 @@ def test_sums_saturate_instead_of_overflowing() -> None:
 
 # -- any state the domain can produce survives the store's encoding --------------------------------
 
-IDS = st.text(
-    alphabet=st.characters(codec="utf-8", blacklist_characters="\x00"), min_size=1, max_size=12
-)
+
+def through_jsonb(doc: bytes) -> bytes:
+    """`doc` as PostgreSQL's jsonb gives it back: every number keeps its decimal digits and scale
+    but loses its exponent (`1.5e+18` → `1500000000000000000`, `1e-07` → `0.0000001`).
+    `test_batches.py` checks the premise on a real column."""
+
+    def render(v: Any) -> str:
+        if isinstance(v, dict):
+            return "{" + ",".join(f"{json.dumps(k)}:{render(x)}" for k, x in v.items()) + "}"
+        if isinstance(v, list):
+            return "[" + ",".join(render(x) for x in v) + "]"
+        if isinstance(v, Decimal):
+            return format(v, "f")
+        return json.dumps(v)
+
+    return render(json.loads(doc, parse_float=Decimal)).encode()
+
+
+def _types(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _types(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_types(v) for v in value]
+    return type(value).__name__
+
+
+def test_the_jsonb_model_reproduces_what_postgresql_does_to_numbers() -> None:
+    doc = orjson.dumps({"a": 1.5e18, "b": 1e-07, "c": 5.0, "d": 2**63 + 5, "e": 1e300, "f": -0.0})
+    assert orjson.loads(through_jsonb(doc)) == {
+        "a": 1500000000000000000, "b": 1e-07, "c": 5.0, "d": 2**63 + 5, "e": 1e300, "f": -0.0
+    }  # fmt: skip
+    assert isinstance(orjson.loads(through_jsonb(doc))["a"], int)
+
+
+IDS = st.text(alphabet=st.characters(codec="utf-8", blacklist_characters="\x00"), min_size=1, max_size=12)
 NUMBERS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(-(2**63), 2**64 - 1),
@@ -190,7 +224,10 @@ def test_every_state_the_domain_produces_round_trips_through_the_store_encoding(
             back = UserState.from_dict(orjson.loads(stored))
             assert back == state
             assert orjson.dumps(back.to_dict(), option=orjson.OPT_NON_STR_KEYS) == stored
-            states[profile] = back  # the next batch starts from the stored form, like the service
+            from_column = UserState.from_dict(orjson.loads(through_jsonb(stored)))  # what it reads
+            assert from_column == state
+            assert _types(from_column.traits) == _types(state.traits)
+            states[profile] = from_column  # the next batch starts from the stored form, like the service
 
 
 def test_a_state_written_with_a_null_sum_by_an_older_version_still_loads() -> None:
