@@ -7,6 +7,7 @@ find its profile busy or gone (defect 7).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import services.segmenter
+from services.segmenter.adapters import store as store_module
 from services.segmenter.config import SegmenterConfig
 from services.segmenter.consumer import IDLE_TIMER, SegmenterHandler
 from services.segmenter.domain.batch import apply_batch
@@ -149,3 +151,34 @@ async def test_a_state_with_extreme_numbers_reads_back_from_its_jsonb_column_unc
     assert isinstance(stored.traits["ltv"], int) and stored.traits["ltv"] == 1.2345678901234567e18
     raw = await store.rows("SELECT state::text AS doc FROM profiles WHERE user_id = 'ïd-✓'")
     assert orjson.loads(raw[0].doc) == orjson.loads(through_jsonb(stored.to_json()))
+
+
+async def test_the_per_user_lock_serialises_writers_and_creates_first_seen_rows_once(store: Store) -> None:
+    """`store.lock_profiles` on `shared.runtime.locks`: a second writer of a user waits for the
+    first, then finds the row the first created (never a second placeholder)."""
+    order: list[str] = []
+    first_locked = asyncio.Event()
+
+    async def first() -> None:
+        async with store.sessions() as session, session.begin():
+            locked = await store_module.lock_profiles(session, ["zed", "amy"], NOW)
+            assert locked.created == {"zed", "amy"} and locked.states == {"zed": None, "amy": None}
+            first_locked.set()
+            await asyncio.sleep(0.3)  # hold the locks while the second writer queues up
+            await session.execute(text("UPDATE profiles SET stage = 'active' WHERE user_id = 'zed'"))
+            order.append("first wrote")
+
+    async def second() -> None:
+        await first_locked.wait()
+        async with store.sessions() as session, session.begin():
+            locked = await store_module.lock_profiles(session, ["zed"], NOW)
+            order.append("second locked")
+            assert locked.created == set() and "zed" in locked.states
+            stage = await session.execute(text("SELECT stage FROM profiles WHERE user_id = 'zed'"))
+            assert stage.scalar_one() == "active"
+
+    await asyncio.wait_for(asyncio.gather(first(), second()), timeout=10)
+    assert order == ["first wrote", "second locked"]
+    async with store.sessions() as session, session.begin():
+        skip = await store_module.lock_profiles(session, ["zed", "nobody"], NOW, skip_locked=True)
+    assert (set(skip.states), skip.busy, skip.missing) == ({"zed"}, set(), {"nobody"})
