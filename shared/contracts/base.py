@@ -31,8 +31,6 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from shared.events import format_ts
-
 SCHEMA_VERSION: Final = 1
 """The revision producers of this code write."""
 
@@ -52,7 +50,12 @@ def _utc_ms(ts: datetime) -> datetime:
     return ts.replace(microsecond=ts.microsecond - ts.microsecond % 1000)
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_utc_ms), PlainSerializer(format_ts, return_type=str)]
+def _iso(ts: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and `Z` (`shared.events.format_ts`'s form, for any year)."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_utc_ms), PlainSerializer(_iso, return_type=str)]
 """An instant on the wire: ISO-8601 UTC with milliseconds and `Z`; a naive time is rejected."""
 
 NonEmpty = Annotated[str, Field(min_length=1)]

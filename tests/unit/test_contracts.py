@@ -28,6 +28,7 @@ from shared.contracts import (
     parse_lifecycle,
     parse_rewards,
 )
+from shared.events import format_ts
 
 AT = datetime(2024, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 BASE: dict[str, Any] = {"id": "out-1", "user_id": "u-ü-1", "at": AT, "config_version": "cfg-1"}
@@ -133,6 +134,16 @@ def test_instants_are_normalised_to_utc_milliseconds() -> None:
     )
     assert event.at == datetime(2024, 3, 1, 9, 0, 0, 999000, tzinfo=UTC)
     assert orjson.loads(event.to_json())["at"] == "2024-03-01T09:00:00.999Z"
+
+
+@pytest.mark.parametrize(
+    "at", [datetime(1, 1, 2, tzinfo=UTC), datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), AT]
+)
+def test_any_instant_round_trips_in_the_format_of_shared_events(at: datetime) -> None:
+    event = SegmentEntered(**{**BASE, "at": at}, segment="s")
+    assert parse_lifecycle(event.to_json()) == event
+    if at.year >= 1000:
+        assert event.to_wire()["at"] == format_ts(at)
 
 
 def test_unknown_fields_are_ignored_and_later_revisions_accepted() -> None:
