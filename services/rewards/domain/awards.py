@@ -128,13 +128,14 @@ class Step:
                 self.tier_changed(move, self.input_id)
         return lot
 
-    def reverse(self, lot: Lot, at: datetime, reason: str) -> None:
-        """Take back what is left of an award (linked to it); the shortfall is recorded as debt."""
+    def reverse(self, lot: Lot, at: datetime, reason: str, amount: int | None = None) -> bool:
+        """Take back `amount` (default: what is left) of an award, linked to it; the shortfall is
+        recorded as debt. False if nothing was left to take back."""
         rule = self.cfg.rule(lot.rule_id)
         tx_id = self.id(f"reverse:{lot.id}")
-        result = self.state.book.reverse(lot.id, tx_id, at)
+        result = self.state.book.reverse(lot.id, tx_id, at, amount)
         if result.transaction is None:
-            return
+            return False
         points = result.taken + result.shortfall
         self.decision.transactions.append(result.transaction)
         self.decision.outputs.append(
@@ -156,6 +157,7 @@ class Step:
             self.consume_budget(rule.id, -points)
         if self.cfg.tiers is not None and (rule is None or rule.counts_for_tier):
             self.state.earned.append(EarnedPoints(at, -points, lot.id))
+        return True
 
     def catch_up_tiers(self, until: datetime) -> None:
         """Apply tier reviews due by `until`; each move's id derives from its review's timer."""

@@ -7,7 +7,8 @@ under a row lock; see `budgeted_rules`), and everything to store or send comes b
 `Decision`. The state is updated in place and returned in the decision.
 
 The instant of an input is its event `timestamp` (clamped to `now` when beyond
-`now + future_tolerance`), a lifecycle event's `at`, a timer's `due_at`, a command's `at`.
+`now + future_tolerance`), a lifecycle event's `at`, a timer's `due_at`, a command's or an
+adjustment's `at`.
 Tier reviews due by that instant are applied first, each at its own instant.
 """
 
@@ -18,10 +19,12 @@ from datetime import datetime
 
 from services.rewards.config import EarningRule, RewardsConfig
 from services.rewards.domain import badges, referrals
+from services.rewards.domain.adjustment import apply_adjustment
 from services.rewards.domain.awards import Decision, MissingBudget, Step
 from services.rewards.domain.conditions import Facts, all_hold
 from services.rewards.domain.earning import award_badges, check_in_streak, earn, pay_referral, referral_output
 from services.rewards.domain.inputs import (
+    AdjustmentInput,
     EventInput,
     LifecycleInput,
     RewardsInput,
@@ -54,6 +57,10 @@ def budgeted_rules(inp: RewardsInput, cfg: RewardsConfig) -> list[str]:
         for r in cfg.rules
         if isinstance(inp, EventInput) and r.reversed_by and r.reversed_by.event == inp.event.event
     ]
+    if isinstance(inp, AdjustmentInput) and inp.reverses is not None:
+        # The rule of the reversed award is only known from the user's lots; every budgeted
+        # rule is named so the adapter locks whichever it is (adjustments are rare).
+        reversing += [r for r in cfg.rules if r.budget is not None]
     return sorted({r.id for r in rules + reversing if r.budget is not None})
 
 
@@ -79,6 +86,8 @@ def decide(
         _on_lifecycle(step, inp, at)
     elif isinstance(inp, TimerInput):
         apply_timer(step, inp.timer)
+    elif isinstance(inp, AdjustmentInput):
+        apply_adjustment(step, inp, at)
     else:
         apply_command(step, inp, at)
     _finish(step, at, review_before)

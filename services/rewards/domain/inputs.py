@@ -123,4 +123,19 @@ class RedemptionInput:
     hold_id: str | None = None
 
 
-RewardsInput = EventInput | LifecycleInput | TimerInput | RedemptionInput
+@dataclass(frozen=True, slots=True)
+class AdjustmentInput:
+    """A manual adjustment by an operator (`actor`, `reason`): `points > 0` awards a lot of the
+    `adjustment` rule; `points < 0` is a linked reversal of the award `reverses` (a lot id),
+    taking back at most what is left of it and recording any shortfall as debt."""
+
+    input_id: str
+    user_id: str
+    at: datetime
+    points: int
+    reason: str
+    actor: str
+    reverses: str | None = None
+
+
+RewardsInput = EventInput | LifecycleInput | TimerInput | RedemptionInput | AdjustmentInput

@@ -1,0 +1,5 @@
+import sys
+
+from services.rewards.main import main
+
+sys.exit(main())
