@@ -15,6 +15,7 @@ replay a fair expectation.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -260,3 +261,24 @@ def generate(seed: int, events: int, now: datetime | None = None) -> list[Call]:
     for call in refused:
         calls.insert(rng.randrange(len(calls) + 1), call)
     return calls
+
+
+def poison_records(now: datetime) -> list[bytes]:
+    """Records that break the contract, as an older ingest or a hand-made producer could have
+    written them straight into the topic: the consumer must dead-letter each and go on."""
+    stamp = now.isoformat()
+    base = {"type": "track", "event": "E", "timestamp": stamp, "receivedAt": stamp}
+    bad: list[dict[str, Any]] = [
+        {"userId": "u" * 3000},
+        {"userId": "u\x00"},
+        {"userId": "u", "event": "e" * 300},
+        {"userId": "u", "properties": {"deep": _nested(random.Random(0), MAX_DEPTH + 5)}},
+        {"userId": "u", "traits": {"bio": "a\x00b"}},
+        {"userId": "u", "messageId": "m" * 101},
+        {"userId": "u", "type": "visit"},
+        {"anonymousId": {"id": 1}},
+    ]
+    records = [json.dumps(base | {"messageId": f"poison-{i}"} | b).encode() for i, b in enumerate(bad)]
+    records.append(b'{"type": "track", "userId": "u", "properties": {"revenue": NaN}}')
+    records.append(b"not json")
+    return records

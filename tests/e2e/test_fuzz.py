@@ -38,9 +38,9 @@ from shared import topics as contract
 from shared.events import Event, InvalidEvent
 from shared.runtime import deadletter
 from tests.conftest import Stack, eventually, unique
-from tests.e2e.fuzz_events import Call, generate
+from tests.e2e.fuzz_events import Call, generate, poison_records
 from tests.integration.ingest.harness import IngestProcess, basic_auth, read_topic
-from tests.integration.segmenter.harness import SegmenterProcess, segmenter_env
+from tests.integration.segmenter.harness import SegmenterProcess, produce_events, segmenter_env
 
 SEED = int(os.environ.get("USEROPS_FUZZ_SEED", "20261201"))
 EVENTS = int(os.environ.get("USEROPS_FUZZ_EVENTS", "3000"))
@@ -187,9 +187,15 @@ async def test_fuzzed_events_are_applied_or_dead_lettered_and_profiles_match_a_r
     try:
         await segmenter.wait_ready()
         watcher = asyncio.create_task(watch_ready(segmenter, not_ready, stop))
-        accepted, refusals = await send(ingest.url, generate(SEED, EVENTS))
+        calls = generate(SEED, EVENTS)
+        half = len(calls) // 2
+        accepted, refusals = await send(ingest.url, calls[:half])
+        poison = poison_records(datetime.now(UTC))
+        await produce_events(stack.bootstrap, events_topic, poison)
+        more, refused = await send(ingest.url, calls[half:])
+        accepted, refusals = accepted + more, refusals + refused
         published = await read_topic(stack.bootstrap, events_topic)
-        assert len(published) == accepted, "ingest published other than what it acknowledged"
+        assert len(published) == accepted + len(poison), "ingest published other than it acknowledged"
 
         ends: dict[int, int] = {}
         for record in published:
@@ -228,6 +234,7 @@ async def test_fuzzed_events_are_applied_or_dead_lettered_and_profiles_match_a_r
         }
     )
     print(f"dead-lettered: {len(dead)} {reasons[:10]}")
+    assert len(dead) >= len(poison), "the records that break the contract were not all dead-lettered"
 
     cfg = load_config(CONFIG)
     applied, undecodable = expected_events(published, dead, cfg)
