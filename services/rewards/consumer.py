@@ -121,11 +121,11 @@ class RewardsHandler:
     async def on_timers(
         self, session: AsyncSession, due: Sequence[timers.Timer], now: datetime
     ) -> Iterable[timers.Timer]:
-        mine = {t: domain_timer(t) for t in due}
-        locked = await store.lock_users(session, {d.user_id for d in mine.values()}, skip_locked=True)
+        mine = [(t, domain_timer(t)) for t in due]
+        locked = await store.lock_users(session, {d.user_id for _, d in mine}, skip_locked=True)
         handled: list[timers.Timer] = []
         fire: list[TimerInput] = []
-        for row, t in sorted(mine.items(), key=lambda kv: kv[1]):
+        for row, t in sorted(mine, key=lambda pair: pair[1]):
             if t.user_id in locked.busy:
                 continue  # the user's row is busy in an event batch: offered again shortly
             handled.append(row)

@@ -105,11 +105,11 @@ class RewardsMetrics:
             pending = session.info[_PENDING] = []
             sync = session.sync_session
 
-            def committed(_: Any) -> None:
+            def committed(*_: Any) -> None:
                 for t, o in session.info.pop(_PENDING, []):
                     self._count(t, o)
 
-            def rolled_back(_: Any) -> None:
+            def rolled_back(*_: Any) -> None:
                 session.info.pop(_PENDING, None)
 
             event.listen(sync, "after_commit", committed, once=True)

@@ -42,3 +42,14 @@ async def rewards(rewards_factory: RewardsFactory) -> AsyncIterator[RewardsProce
     await proc.wait_ready()
     yield proc
     proc.terminate()
+
+
+def config_with(tmp_path: Path, name: str = "rewards.yaml", **overrides: object) -> Path:
+    """The example rules with top-level sections replaced, written to a file."""
+    import yaml
+
+    raw = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    raw.update(overrides)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    return path
