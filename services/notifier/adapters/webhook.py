@@ -1,0 +1,72 @@
+"""The webhook channel: one signed POST per attempt (Standard Webhooks), with httpx.
+
+Every attempt of one send carries the same `webhook-id` (the send key), a fresh
+`webhook-timestamp` and `webhook-signature` = `v1,` + base64(HMAC-SHA256(secret,
+"{id}.{timestamp}.{body}")), made by the reference `standardwebhooks` package; the body is the
+same bytes on every attempt, so a receiver dedupes on `webhook-id`.
+
+Classification (the job queue retries what is not permanent): 2xx → delivered; 408 and 429 →
+retried (the receiver asks for it); any other 4xx → `PermanentError` (retrying cannot help); 5xx,
+a timeout or a connection error → retried on the kind's backoff schedule.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+
+import httpx
+import orjson
+from standardwebhooks import Webhook
+
+from shared.runtime.errors import PermanentError
+from shared.runtime.jobs import ClaimedJob
+
+USER_AGENT: Final = "userops-notifier/1"
+RETRIED_4XX: Final = frozenset({408, 429})
+
+
+class DeliveryFailed(Exception):
+    """A transient delivery failure (retried with backoff)."""
+
+
+class WebhookSender:
+    """Performs webhook jobs: `payload` holds `url` and the JSON `body`."""
+
+    def __init__(self, secret: str, timeout: float, client: httpx.AsyncClient | None = None) -> None:
+        self._signer = Webhook(secret)
+        self._timeout = timeout
+        self._client = client or httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            headers={"user-agent": USER_AGENT},
+        )
+
+    def headers(self, msg_id: str, body: bytes, at: datetime) -> dict[str, str]:
+        """The Standard Webhooks headers of one attempt."""
+        return {
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": self._signer.sign(msg_id, at, body.decode()),
+            "content-type": "application/json",
+        }
+
+    async def perform(self, job: ClaimedJob) -> None:
+        body = orjson.dumps(job.payload["body"])
+        headers = self.headers(job.id, body, datetime.now(UTC))
+        try:
+            response = await self._client.post(
+                job.payload["url"], content=body, headers=headers, timeout=self._timeout
+            )
+        except httpx.TimeoutException as exc:
+            raise DeliveryFailed(f"timeout after {self._timeout}s: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise DeliveryFailed(f"connection error: {type(exc).__name__}: {exc}") from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        if 400 <= status < 500 and status not in RETRIED_4XX:
+            raise PermanentError("webhook_rejected", f"HTTP {status} from the receiver")
+        raise DeliveryFailed(f"HTTP {status} from the receiver")
+
+    async def close(self) -> None:
+        await self._client.aclose()

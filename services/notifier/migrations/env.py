@@ -1,0 +1,3 @@
+from shared.runtime.migrations import run_env
+
+run_env()
