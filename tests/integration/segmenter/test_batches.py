@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -26,6 +27,7 @@ from services.segmenter.consumer import IDLE_TIMER, SegmenterHandler
 from services.segmenter.domain.batch import apply_batch
 from services.segmenter.domain.decide import event_input_id
 from services.segmenter.domain.state import UserState
+from services.segmenter.metrics import SegmenterMetrics
 from shared import topics
 from shared.events import Event, format_ts
 from shared.runtime import migrations
@@ -43,6 +45,7 @@ class Store:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     handler: SegmenterHandler
+    registry: CollectorRegistry
 
     async def handle(self, *wire: dict[str, Any]) -> None:
         """Decode `wire` events as the runner does and apply them as ONE batch, in one transaction."""
@@ -65,8 +68,10 @@ class Store:
 async def store(database: str) -> AsyncIterator[Store]:
     engine = create_engine(database, pool_size=3)
     await migrations.upgrade(engine, MIGRATIONS)
-    handler = SegmenterHandler(SegmenterConfig(), "test", topics.LIFECYCLE, lambda: NOW)
-    yield Store(engine, session_factory(engine), handler)
+    registry = CollectorRegistry()
+    metrics = SegmenterMetrics.create(registry)
+    handler = SegmenterHandler(SegmenterConfig(), "test", topics.LIFECYCLE, lambda: NOW, metrics=metrics)
+    yield Store(engine, session_factory(engine), handler, registry)
     await engine.dispose()
 
 
@@ -148,6 +153,7 @@ async def test_a_state_with_extreme_numbers_reads_back_from_its_jsonb_column_unc
     stored = UserState.from_dict(row[0].state)
     assert stored == expected.states["ïd-✓"]
     assert stored.revenue == 1e15 and stored.orders == 3
+    assert store.registry.get_sample_value("userops_segmenter_amounts_rejected_total") == 2
     assert isinstance(stored.traits["ltv"], int) and stored.traits["ltv"] == 1.2345678901234567e18
     raw = await store.rows("SELECT state::text AS doc FROM profiles WHERE user_id = 'ïd-✓'")
     assert orjson.loads(raw[0].doc) == orjson.loads(through_jsonb(stored.to_json()))
