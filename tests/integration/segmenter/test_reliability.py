@@ -255,7 +255,9 @@ async def test_kill_9_at_random_points_while_events_stream_in_loses_and_doubles_
     assert len(mid_stream) >= MIN_KILLS, f"kills while events were still arriving: {kills}"
     arrived = [b.produced > a.produced for a, b in itertools.pairwise([_Kill(0, 0, True), *mid_stream])]
     assert sum(arrived) >= MIN_KILLS, f"events should arrive during each killed process's life: {kills}"
-    assert sum(k.streaming for k in mid_stream) >= 3, f"kills should land while producing: {kills}"
+    assert sum(k.streaming for k in mid_stream) >= MIN_KILLS // 2, (
+        f"kills should land while producing: {kills}"
+    )
     assert sum(k.processed > 0 for k in mid_stream) >= MIN_KILLS - 1, "kills should land mid-processing"
     got = await _outcome(crash_db)
     assert got["profiles"] == expected["profiles"]
