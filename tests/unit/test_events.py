@@ -98,7 +98,7 @@ def test_wrong_shapes_are_invalid_not_crashes() -> None:
 
 
 JSONISH = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=8),
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
     ),
@@ -139,3 +139,15 @@ def test_from_wire_raises_nothing_but_invalid_event(fields: dict[str, Any]) -> N
     for value in (event.user_id, event.anonymous_id, event.group_id, event.previous_id):
         assert value is None or (len(value.encode()) <= MAX_ID_BYTES and "\x00" not in value)
     orjson.dumps(event.raw)  # re-encodable: finite numbers, bounded depth
+
+
+def test_from_bytes_finds_what_the_raw_json_can_carry() -> None:
+    """`from_bytes` skips the walk when the raw JSON cannot break a limit; when it can, it walks."""
+    ok = orjson.dumps(BASE | {"properties": nested(MAX_DEPTH), "traits": {"a": "\\\\u0000 is text"}})
+    assert Event.from_bytes(ok).properties == nested(MAX_DEPTH)
+    with pytest.raises(InvalidEvent, match="nests deeper than 32 levels"):
+        Event.from_bytes(orjson.dumps(BASE | {"properties": nested(MAX_DEPTH + 1)}))
+    with pytest.raises(InvalidEvent, match=r"^traits\.bio: must not contain NUL"):
+        Event.from_bytes(orjson.dumps(BASE | {"traits": {"bio": "a\x00b"}}))
+    with pytest.raises(InvalidEvent, match=r"^\(event\): not valid JSON"):
+        Event.from_bytes(b'{"messageId": "m", "properties": {"revenue": NaN}}')
