@@ -53,7 +53,9 @@ def create_app(
 ) -> FastAPI:
     registry = registry or CollectorRegistry()
     business = SegmenterMetrics.create(registry)
-    handler = SegmenterHandler(config.rules, config.version, settings.lifecycle_topic, clock)
+    handler = SegmenterHandler(
+        config.rules, config.version, settings.lifecycle_topic, clock, metrics=business
+    )
 
     async def refresh_metrics(engine: AsyncEngine) -> None:
         await business.run(engine, every=settings.segmenter_metrics_every)
