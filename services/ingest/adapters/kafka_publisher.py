@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from services.ingest.adapters.batching import PartitionBatcher, RecordTooLarge
+from services.ingest.adapters.in_flight import InFlightBudget
 from services.ingest.adapters.log_throttle import RepeatThrottle
 from shared.kafka import partition_for
 from shared.logging import get_logger
@@ -38,24 +39,6 @@ log = get_logger(__name__)
 
 class PublishFailed(Exception):
     """Kafka did not acknowledge every record; none of the request may be assumed stored."""
-
-
-class InFlightBudget:
-    """Bytes awaiting acknowledgement, bounded: `take` refuses once `limit` would be passed,
-    except when nothing is in flight, so a single request bigger than the limit still goes."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def take(self, size: int) -> bool:
-        if self.used and self.used + size > self.limit:
-            return False
-        self.used += size
-        return True
-
-    def give_back(self, size: int) -> None:
-        self.used -= size
 
 
 class Record(Protocol):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.ingest.adapters.kafka_publisher import InFlightBudget
+from services.ingest.adapters.in_flight import InFlightBudget
 
 
 def test_requests_are_admitted_up_to_the_limit_and_refused_beyond() -> None:
