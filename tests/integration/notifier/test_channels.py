@@ -21,10 +21,13 @@ from tests.integration.notifier.harness import WEBHOOK_SECRET, identify, inbox_t
 
 
 async def read_deliveries(bootstrap: str, topic: str, n: int) -> list[dict[str, object]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
     await consumer.start()
     out: list[dict[str, object]] = []
     try:
+
         async def enough() -> bool:
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
@@ -68,7 +71,9 @@ async def test_signup_sends_webhook_email_and_inbox_once(
     assert mail["list_unsubscribe"].startswith("<http://127.0.0.1/v1/unsubscribe?token=")
     assert mail["list_unsubscribe_post"] == "List-Unsubscribe=One-Click"
     # In-app: the user's inbox through the per-user token.
-    async with httpx.AsyncClient(base_url=notifier.url, headers={"Authorization": f"Bearer {inbox_token(user)}"}) as c:
+    async with httpx.AsyncClient(
+        base_url=notifier.url, headers={"Authorization": f"Bearer {inbox_token(user)}"}
+    ) as c:
         page = (await c.get("/v1/inbox")).json()
         assert "messages" in page, page
         assert [m["title"] for m in page["messages"]] == ["Welcome"] and page["unread"] == 1
