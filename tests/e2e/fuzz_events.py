@@ -86,6 +86,7 @@ class Call:
 class _Users:
     rng: random.Random
     users: list[Any] = field(default_factory=list)
+    gone: dict[Any, int] = field(default_factory=dict)  # user -> days since they were last seen
     anonymous: dict[str, Any] = field(default_factory=dict)  # anonymous id -> its user
 
     def odd_id(self, prefix: str, n: int) -> Any:
@@ -187,7 +188,12 @@ def _event(rng: random.Random, users: _Users, now: datetime) -> dict[str, Any]:
     etype = rng.choice(["track"] * 5 + ["identify", "page", "screen", "group"])
     if anonymous and rng.random() < 0.1:
         etype = "alias"
-    ev: dict[str, Any] = {"type": etype, **who, **_timestamp(rng, now)}
+    owner = who.get("userId", users.anonymous.get(who.get("anonymousId", "")))
+    when = _timestamp(rng, now)
+    if owner in users.gone:  # every event of theirs long ago: they are at risk, dormant, churned
+        days = users.gone[owner] + users.rng.random() * 60
+        when = {"timestamp": (now - timedelta(days=days)).isoformat()}
+    ev: dict[str, Any] = {"type": etype, **who, **when}
     if etype == "track":
         ev["event"] = _event_name(rng)
         props = _properties(rng)
@@ -205,7 +211,7 @@ def _event(rng: random.Random, users: _Users, now: datetime) -> dict[str, Any]:
         ev["groupId"] = rng.choice([7, 7.5, "g-1", "組"])
     elif etype == "alias":
         anon = who["anonymousId"]
-        ev = {"type": "alias", "userId": users.anonymous[anon], "previousId": anon, **_timestamp(rng, now)}
+        ev = {"type": "alias", "userId": users.anonymous[anon], "previousId": anon, **when}
     if rng.random() < 0.05:  # backends reuse messageIds across users (and SDKs resend them)
         ev["messageId"] = rng.choice(["signup-1", "order-1", "m\x1f1", "重复"])
     return ev
@@ -234,6 +240,7 @@ def generate(seed: int, events: int, now: datetime | None = None) -> list[Call]:
     now = now or datetime.now(UTC)
     users = _Users(rng)
     users.users = [users.odd_id("u", i) for i in range(max(10, events // 20))]
+    users.gone = {u: rng.choice([8, 31, 91, 400]) for u in rng.sample(users.users, len(users.users) // 4)}
     for i in range(max(5, events // 40)):
         anon = users.odd_id("anon-", i)
         if isinstance(anon, str) and anon not in users.anonymous and anon not in users.users:

@@ -17,6 +17,7 @@ import asyncio
 import math
 import os
 import re
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -242,6 +243,8 @@ async def test_fuzzed_events_are_applied_or_dead_lettered_and_profiles_match_a_r
     result = replay(applied, cfg)
     at = max([datetime.now(UTC), *(e.timestamp for e in applied)]) + timedelta(seconds=1)
 
+    stages = Counter(summary(state, cfg, at)["stage"] for state in live.values())
+    print(f"profiles compared: {len(live)} live, {len(result.states)} replayed; live stages {dict(stages)}")
     findings = []
     if counted != len(published):
         distinct = len({(r.partition, r.offset) for r in published}) - len(dead)
