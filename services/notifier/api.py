@@ -75,7 +75,7 @@ def _uplift(u: Uplift | None) -> UpliftBody | None:
 def admin_router(auth: Any, cfg: NotifierConfig) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(auth)], tags=["admin"])
 
-    @router.get("/campaigns", responses=errors(401))
+    @router.get("/campaigns", responses=errors(400, 401))
     async def list_campaigns() -> list[CampaignInfo]:
         """Every campaign of config/notifier.yaml (enabled or not)."""
         return [
@@ -95,7 +95,7 @@ def admin_router(auth: Any, cfg: NotifierConfig) -> APIRouter:
             for c in cfg.campaigns
         ]
 
-    @router.get("/campaigns/{name}/report", responses=errors(401, 404))
+    @router.get("/campaigns/{name}/report", responses=errors(400, 401, 404))
     async def report(name: Annotated[str, Path(max_length=MAX_KEY)], db: Sessions) -> CampaignReportBody:
         """Outcomes by variant, goal counts per group, and the uplift (treatment vs holdout,
         difference with Newcombe's 95 % interval)."""
@@ -130,7 +130,7 @@ def admin_router(auth: Any, cfg: NotifierConfig) -> APIRouter:
             rows = await queries.failed_deliveries(session, campaign, limit)
         return [FailedDelivery(**r) for r in rows]
 
-    @router.post("/deliveries/{send_key}/replay", responses=errors(401, 404, 409))
+    @router.post("/deliveries/{send_key}/replay", responses=errors(400, 401, 404, 409))
     async def replay(send_key: Annotated[str, Path(max_length=MAX_KEY)], db: Sessions) -> ReplayResult:
         """Queue a failed delivery again (same send key: the receiver can still dedupe)."""
         async with db() as session, session.begin():

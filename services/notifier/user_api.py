@@ -118,7 +118,7 @@ def user_router(signer: UnsubscribeSigner, tokens: InboxTokens, clock: Clock) ->
             unread = await queries.unread_count(session, user_id)
         return InboxPage(messages=[InboxMessage(**r) for r in rows], unread=unread)
 
-    @router.get("/inbox/unread_count", tags=["inbox"], responses=errors(401, 404))
+    @router.get("/inbox/unread_count", tags=["inbox"], responses=errors(400, 401, 404))
     async def unread(db: Sessions, user_id: str = user_of) -> UnreadCount:
         async with db() as session:
             return UnreadCount(unread=await queries.unread_count(session, user_id))

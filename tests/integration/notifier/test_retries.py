@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from shared import topics as t
 from shared.ids import input_id
 from tests.conftest import Stack, eventually, plain_url
 from tests.integration.notifier.conftest import NotifierFactory, write_config
-from tests.integration.notifier.harness import produce, track
+from tests.integration.notifier.harness import NotifierProcess, produce, track
 
 
 def key_of(user: str, mid: str) -> str:
@@ -41,7 +42,7 @@ async def test_4xx_final_5xx_retried_on_schedule_and_timeouts_resent_with_the_sa
     run = uuid.uuid4().hex[:6]
     users = {name: f"{name}-{run}" for name in ("gone", "flaky", "down", "slow")}
     keys = {name: key_of(user, "f-1") for name, user in users.items()}
-    behaviour = {
+    behaviour: dict[str, Callable[[int], tuple[int, float]]] = {
         keys["gone"]: lambda n: (410, 0.0),
         keys["flaky"]: lambda n: (503 if n <= 2 else 200, 0.0),
         keys["down"]: lambda n: (500, 0.0),
@@ -102,17 +103,11 @@ async def test_4xx_final_5xx_retried_on_schedule_and_timeouts_resent_with_the_sa
     assert plain_url(database)
 
 
-async def _failed(notifier: object, keys: set[str]) -> list[dict[str, object]] | None:
-    from tests.integration.notifier.harness import NotifierProcess
-
-    assert isinstance(notifier, NotifierProcess)
+async def _failed(notifier: NotifierProcess, keys: set[str]) -> list[dict[str, object]] | None:
     rows: list[dict[str, object]] = await notifier.get("/v1/deliveries/failed")
     return rows if keys <= {str(r["send_key"]) for r in rows} else None
 
 
-async def _state(notifier: object, user: str, state: str) -> dict[str, object] | None:
-    from tests.integration.notifier.harness import NotifierProcess
-
-    assert isinstance(notifier, NotifierProcess)
+async def _state(notifier: NotifierProcess, user: str, state: str) -> dict[str, object] | None:
     rows: list[dict[str, object]] = await notifier.get(f"/v1/users/{user}/messages")
     return rows[0] if rows and rows[0]["state"] == state else None
