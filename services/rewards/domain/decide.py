@@ -90,7 +90,9 @@ def decide(
         apply_adjustment(step, inp, at)
     else:
         apply_command(step, inp, at)
-    _finish(step, at, review_before)
+    # A timer does not move the user's clock: during a backlog a timer due at T can fire before
+    # the user's events of T - 8 days are consumed, which must still be checked against their caps.
+    _finish(step, at, review_before, advance=not isinstance(inp, TimerInput))
     return step.decision
 
 
@@ -154,10 +156,12 @@ def _on_lifecycle(step: Step, inp: LifecycleInput, at: datetime) -> None:
     pay_referral(step, at)
 
 
-def _finish(step: Step, at: datetime, review_before: datetime | None) -> None:
-    """Advance `as_of`, arm the tier review if it moved, and drop what can no longer matter."""
+def _finish(step: Step, at: datetime, review_before: datetime | None, *, advance: bool = True) -> None:
+    """Advance `as_of` (unless `advance` is false and it is set), arm the tier review if it
+    moved, and drop what can no longer matter."""
     state, cfg = step.state, step.cfg
-    state.as_of = at if state.as_of is None else max(at, state.as_of)
+    if advance or state.as_of is None:
+        state.as_of = at if state.as_of is None else max(at, state.as_of)
     if cfg.tiers is not None:
         state.earned = prune(state.earned, state.as_of, cfg.tiers)
         review = next_review(state.tier, cfg.tiers)

@@ -47,7 +47,7 @@ async def test_a_budget_is_never_exceeded_across_two_replicas(
 
     async def settled() -> bool:
         rows = await query(database, "SELECT count(*) AS n FROM processed_messages")
-        return rows[0]["n"] == len(events)
+        return bool(rows[0]["n"] == len(events))
 
     await eventually(settled, 60)
     spent = {r["rule_id"]: r["spent"] for r in await query(database, "SELECT rule_id, spent FROM budgets")}
