@@ -27,8 +27,12 @@ OUTPUT_NAMESPACE: Final = uuid.UUID("16940c2b-b293-5355-8881-c15e9c63843a")
 
 
 def input_id(source: str, partition_key: str, message_id: str) -> str:
-    """The id of a message: source stream contract name + partition key + messageId."""
-    return f"{source}{_SEP}{partition_key}{_SEP}{message_id}"
+    """The id of a message: source stream contract name + partition key + messageId.
+
+    The key is length-prefixed, so no choice of key and messageId (either may contain the
+    separator) can spell another pair's id.
+    """
+    return f"{source}{_SEP}{len(partition_key)}:{partition_key}{_SEP}{message_id}"
 
 
 def timer_input_id(kind: str, key: str, due_at: datetime) -> str:

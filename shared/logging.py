@@ -99,10 +99,13 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(lvl, logging.WARNING))
     # uvicorn's own loggers: no handlers of their own, so they reach the root's JSON handler.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         uv = logging.getLogger(name)
         uv.handlers.clear()
         uv.propagate = True
+    # No access log in any service: its lines would carry query-string secrets (`?writeKey=`,
+    # unsubscribe and inbox tokens), and one line per request floods the log under load.
+    logging.getLogger("uvicorn.access").disabled = True
     logging.captureWarnings(True)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

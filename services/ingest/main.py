@@ -9,7 +9,6 @@ than one, Prometheus runs in multiprocess mode in a temporary directory.
 from __future__ import annotations
 
 import gc
-import logging
 import os
 import shutil
 import sys
@@ -164,18 +163,10 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def quiet_access_log() -> None:
-    """No access log: its lines would carry `?writeKey=` query strings (secrets), and one line
-    per request is a flood under load or an outage. `configure_logging` routes uvicorn's loggers
-    to the root's JSON handler, which would otherwise revive it despite `access_log=False`."""
-    logging.getLogger("uvicorn.access").disabled = True
-
-
 def app_from_env() -> FastAPI:
     """The uvicorn factory each worker process calls."""
     settings = IngestSettings()
     configure_logging("ingest", settings.log_level)
-    quiet_access_log()
     app = create_app(settings, load_config(settings.config_path))
     tune_gc()
     return app

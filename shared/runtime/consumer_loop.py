@@ -113,8 +113,9 @@ class ConsumerLoop(ConsumerState, Generic[T]):
                 except Exception as exc:  # whatever decode() raises, the record can never succeed
                     await self._dead_letter(record, exc, partitions)
                     continue
-                if decoded.input_id in seen:  # an SDK retry landing in the same batch
+                if decoded.input_id in seen:  # an SDK retry landing in the same batch: a duplicate
                     self._breaker.record(dead=False)
+                    self._metrics.processed.labels(consumer=self.settings.consumer, topic=record.topic).inc()
                     continue
                 seen.add(decoded.input_id)
                 records[(record.topic, record.partition, record.offset)] = record
