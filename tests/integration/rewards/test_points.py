@@ -72,3 +72,56 @@ async def test_lessons_purchases_with_gold_and_the_activation_bonus(
 async def _with(coro: Any, check: Any) -> Any:
     value = await coro
     return value if value is not None and check(value) else None
+
+
+async def test_referrals_pay_both_sides_once_and_never_a_cycle_or_self(
+    stack: Stack, topics: dict[str, str], database: str, rewards: RewardsProcess
+) -> None:
+    t = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    events = topics["userops.events.v1"]
+    await produce_events(
+        stack.bootstrap,
+        events,
+        [
+            wire_event("ann", "Signed Up", t, mid="s-ann"),
+            wire_event(
+                "bob", "Signed Up", t + timedelta(minutes=1), mid="s-bob", properties={"referrer_id": "ann"}
+            ),
+            wire_event("cat", "Signed Up", t, mid="s-cat", properties={"referrer_id": "cat"}),
+        ],
+    )
+    await eventually(lambda: user(rewards, "bob"), 60)
+    # ann now claims bob, who was referred by ann: a cycle, refused.
+    await produce_events(
+        stack.bootstrap,
+        events,
+        [
+            wire_event(
+                "ann", "Signed Up", t + timedelta(minutes=2), mid="s-ann-2", properties={"referrer_id": "bob"}
+            )
+        ],
+    )
+    await eventually(lambda: _processed(database, 4), 60)
+    await produce_events(
+        stack.bootstrap,
+        topics["userops.lifecycle.v1"],
+        [
+            stage_record(u, "activated", t + timedelta(minutes=5), mid=f"act-{u}")
+            for u in ("ann", "bob", "cat")
+        ]
+        + [stage_record("bob", "activated", t + timedelta(minutes=6), mid="act-bob-again")],
+    )
+    await eventually(lambda: _processed(database, 8), 60)
+    balances = {u: (await user(rewards, u))["balance"]["available"] for u in ("ann", "bob", "cat")}
+    # activation bonus 100 each; bob's referral pays 200 to bob and 200 to ann, once.
+    assert balances == {"ann": 300, "bob": 300, "cat": 100}
+    assert (await user(rewards, "bob"))["referredBy"] == "ann"
+    assert (await user(rewards, "ann"))["referredBy"] is None
+    assert await ledger_balanced(database)
+
+
+async def _processed(database: str, n: int) -> bool:
+    from tests.integration.rewards.harness import query
+
+    rows = await query(database, "SELECT count(*) AS n FROM processed_messages")
+    return bool(rows[0]["n"] == n)
