@@ -8,7 +8,8 @@
   `GET /mail` on the same HTTP server) and writes each to `.local/mail/<n>.eml`.
 
 Run: `python -m scripts.stack.sinks` (ports: `USEROPS_SINK_HTTP_PORT`, default 8025;
-`USEROPS_SINK_SMTP_PORT`, default 1025). Point the notifier at them with
+`USEROPS_SINK_SMTP_PORT`, default 1025; `USEROPS_SINK_KEEP` requests/messages kept, default
+1000; `USEROPS_SINK_QUIET=1` logs only the start; `USEROPS_SINK_MAIL_DIR`, default `.local/mail`). Point the notifier at them with
 `USEROPS_SMTP_HOST=127.0.0.1 USEROPS_SMTP_PORT=1025` and webhook endpoints
 `http://127.0.0.1:8025/hooks/<name>` in its config. Tests use the same classes in-process, with
 `WebhookSink.respond` deciding each answer (status, and a delay after the request was recorded).

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.notifier.adapters.email import EmailSender, SmtpSettings
 from services.notifier.adapters.inbox_tokens import InboxTokens
-from services.notifier.adapters.webhook import WebhookSender
+from services.notifier.adapters.webhook import WebhookSender, mark_sniffio_absent
 from services.notifier.api import admin_router
 from services.notifier.book import SEND_TIMER, Channels
 from services.notifier.channels import DeliveryRecorder, job_kinds
@@ -64,6 +64,7 @@ def create_app(
         settings.rewards_topic: topics.REWARDS,
     }
     handler = NotifierHandler(cfg, channels, physical, settings.deliveries_topic, metrics, clock)
+    mark_sniffio_absent()
     webhook = WebhookSender(settings.webhook_secret.get_secret_value(), settings.webhook_timeout)
     email = EmailSender(
         SmtpSettings(
