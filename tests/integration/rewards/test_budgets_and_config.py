@@ -32,7 +32,13 @@ OPEN_ENDED = {
 async def test_a_budget_is_never_exceeded_across_two_replicas(
     stack: Stack, topics: dict[str, str], database: str, rewards_factory: RewardsFactory, tmp_path: Path
 ) -> None:
-    config = config_with(tmp_path, rules=[PROMO, OPEN_ENDED])
+    lessons = {
+        "id": "lesson_completed",
+        "event": "Lesson Completed",
+        "points": 10,
+        "caps": [{"limit": 50, "period": "day"}],
+    }
+    config = config_with(tmp_path, rules=[PROMO, OPEN_ENDED, lessons])
     replicas = [rewards_factory(config), rewards_factory(config)]
     for r in replicas:
         r.start()
@@ -43,6 +49,10 @@ async def test_a_budget_is_never_exceeded_across_two_replicas(
         wire_event(f"u{i}", "Promo Claimed", now + timedelta(milliseconds=i), mid=f"p{i}") for i in range(60)
     ]
     events += [wire_event(f"u{i}", "Survey Answered", now, mid=f"s{i}") for i in range(60)]
+    # A capped rule beside them: 8 lessons of one user in one day never exceed 50 points.
+    events += [
+        wire_event("u0", "Lesson Completed", now + timedelta(seconds=i), mid=f"l{i}") for i in range(8)
+    ]
     await produce_events(stack.bootstrap, topics["userops.events.v1"], events)
 
     async def settled() -> bool:
@@ -59,7 +69,11 @@ async def test_a_budget_is_never_exceeded_across_two_replicas(
         "WHERE t.kind = 'award' GROUP BY rule_id ORDER BY rule_id",
     )
     # stop: 5 whole awards of 200; partial: 3 of 30 and one of the 10 left.
-    assert [(r["rule_id"], r["n"], r["points"]) for r in awards] == [("promo", 5, 1000), ("survey", 4, 100)]
+    assert [(r["rule_id"], r["n"], r["points"]) for r in awards] == [
+        ("lesson_completed", 5, 50),
+        ("promo", 5, 1000),
+        ("survey", 4, 100),
+    ]
     assert await ledger_balanced(database)
     async with httpx.AsyncClient(
         base_url=replicas[0].url, headers={"Authorization": "Bearer test-admin-token"}
