@@ -41,6 +41,13 @@ from shared.runtime.service import ConsumerService, TimerKinds, build_app, serve
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def endpoint_urls(cfg: NotifierConfig, override: str | None) -> dict[str, str]:
+    """Each webhook endpoint's URL: the config's, or `<override>/<name>` for local development."""
+    if override:
+        return {name: f"{override.rstrip('/')}/{name}" for name in cfg.endpoints}
+    return {name: e.url for name, e in cfg.endpoints.items()}
+
+
 def create_app(
     settings: NotifierSettings,
     cfg: NotifierConfig,
@@ -54,7 +61,7 @@ def create_app(
         settings.unsubscribe_secret.get_secret_value().encode(), cfg.unsubscribe.base_url, cfg.unsubscribe.ttl
     )
     channels = Channels(
-        endpoints={name: e.url for name, e in cfg.endpoints.items()},
+        endpoints=endpoint_urls(cfg, settings.webhook_endpoints_override),
         signer=signer,
         unsubscribe_mailto=settings.unsubscribe_mailto,
     )

@@ -39,6 +39,9 @@ class NotifierSettings(BaseServiceSettings):
     notifier_dedupe_retention: timedelta | None = timedelta(days=7)
     # Webhook delivery: per-attempt timeout and the retry schedule (attempts, first and largest
     # backoff; full jitter between). With the defaults: ~5 s, 10 s, 20 s ... capped at 1 h.
+    # Local development: send every endpoint's webhooks to `<this>/<endpoint name>` instead of the
+    # URLs in the config (e.g. http://127.0.0.1:8025/hooks, the local sinks). Unset in production.
+    webhook_endpoints_override: str | None = Field(default=None, pattern=r"^https?://\S+$")
     webhook_timeout: float = Field(default=10.0, gt=0, le=120)
     webhook_max_attempts: int = Field(default=8, ge=1, le=50)
     webhook_backoff_initial: float = Field(default=5.0, gt=0)
