@@ -15,7 +15,7 @@ from scripts.stack.sinks import Sinks
 from shared import topics as t
 from tests.conftest import Stack, eventually
 from tests.integration.notifier.conftest import NotifierFactory, write_config
-from tests.integration.notifier.harness import ADMIN_TOKEN, identify, produce, track
+from tests.integration.notifier.harness import ADMIN_TOKEN, identify, inbox_token, produce, track
 
 EXAMPLES = 150
 CHECKS = [
@@ -26,13 +26,13 @@ CHECKS = [
 ]
 
 
-def fuzz(url: str) -> list[int]:
+def fuzz(url: str, token: str, examples: int) -> list[int]:
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
     cases = schema.as_strategy(GenerationMode.POSITIVE) | schema.as_strategy(GenerationMode.NEGATIVE)
     statuses: list[int] = []
 
     @settings(
-        max_examples=EXAMPLES,
+        max_examples=examples,
         deadline=None,
         database=None,
         derandomize=True,
@@ -40,7 +40,7 @@ def fuzz(url: str) -> list[int]:
     )
     @given(case=cases)
     def run(case: schemathesis.Case[Any]) -> None:
-        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        headers = {"Authorization": f"Bearer {token}"}
         response = case.call_and_validate(base_url=url, headers=headers, timeout=10, checks=CHECKS)
         statuses.append(response.status_code)
 
@@ -61,7 +61,10 @@ async def test_no_generated_request_makes_a_server_error(
         [identify(user, mid="i", traits={"email": "f@example.com"}), track(user, "Signed Up", mid="s")],
     )
     await eventually(lambda: sinks.mail.messages, timeout=20)
-    statuses = await asyncio.to_thread(fuzz, notifier.url)
+    statuses = await asyncio.to_thread(fuzz, notifier.url, ADMIN_TOKEN, EXAMPLES)
     assert len(statuses) >= EXAMPLES
     assert 200 in statuses
     assert {400, 401} & set(statuses)
+    # Again as the user, with a valid inbox token: the inbox routes past their authentication.
+    statuses = await asyncio.to_thread(fuzz, notifier.url, inbox_token(user), EXAMPLES // 2)
+    assert 200 in statuses
