@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.adapters import store
+from services.rewards.adapters.state_cache import StateCache
 from services.rewards.config import RewardsConfig
 from services.rewards.domain.decide import budgeted_rules
 from services.rewards.domain.inputs import EventInput, LifecycleInput, RewardsInput, TimerInput
@@ -63,6 +64,7 @@ class RewardsHandler:
         self._rewards_topic = rewards_topic
         self._clock = clock
         self._metrics = metrics
+        self._cache = StateCache()
 
     # -- consumed records ------------------------------------------------------------------------
 
@@ -99,11 +101,13 @@ class RewardsHandler:
             if isinstance(inp, EventInput) and (r := claimed_referrer(inp.event, self._cfg)) is not None
         }
         known = await store.referrers_of(session, users) if self._cfg.referrals else {}
-        locked = await store.lock_users(session, users | claims | set(known.values()), create=True)
+        locked = await store.lock_users(
+            session, users | claims | set(known.values()), create=True, cache=self._cache
+        )
         edges = await store.referral_edges(session, claims) if claims else {}
         budgets = await store.lock_budgets(session, budget_limits(self._cfg, inputs))
-        unit = RewardsUnit(
-            self._cfg, locked.states, budgets, self._rewards_topic, created=locked.created, edges=edges
+        unit = RewardsUnit.over(
+            self._cfg, locked, budgets, self._rewards_topic, edges=edges, cache=self._cache
         )
         for inp in inputs:
             if isinstance(inp, EventInput):
@@ -122,7 +126,9 @@ class RewardsHandler:
         self, session: AsyncSession, due: Sequence[timers.Timer], now: datetime
     ) -> Iterable[timers.Timer]:
         mine = [(t, domain_timer(t)) for t in due]
-        locked = await store.lock_users(session, {d.user_id for _, d in mine}, skip_locked=True)
+        locked = await store.lock_users(
+            session, {d.user_id for _, d in mine}, skip_locked=True, cache=self._cache
+        )
         handled: list[timers.Timer] = []
         fire: list[TimerInput] = []
         for row, t in sorted(mine, key=lambda pair: pair[1]):
@@ -133,7 +139,7 @@ class RewardsHandler:
                 log.warning("rewards timer dropped: its user is gone", kind=row.kind, due_at=str(row.due_at))
             else:
                 fire.append(TimerInput(t))
-        unit = RewardsUnit(self._cfg, locked.states, {}, self._rewards_topic)
+        unit = RewardsUnit.over(self._cfg, locked, {}, self._rewards_topic, cache=self._cache)
         for inp in fire:
             unit.apply(inp, now)
         await unit.write(session)

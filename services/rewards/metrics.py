@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.rewards.adapters import store
 from services.rewards.config import RewardsConfig
 from services.rewards.domain.outputs import PointsAwarded, PointsExpired, PointsReversed
-from services.rewards.unit import Tally
+from services.rewards.unit import Tally, on_commit
 from shared.logging import get_logger
 from shared.runtime.errors import is_retryable
 
@@ -36,7 +35,6 @@ OUTCOMES: Final = (
     "hold_not_open",
     "invalid_amount",
 )
-_PENDING: Final = "services.rewards.metrics.pending"
 
 
 @dataclass
@@ -100,21 +98,7 @@ class RewardsMetrics:
 
     def count_on_commit(self, session: AsyncSession, tally: Tally, outcomes: tuple[str, ...] = ()) -> None:
         """Count `tally` (and redemption `outcomes`) when `session`'s transaction commits."""
-        pending: list[tuple[Tally, tuple[str, ...]]] | None = session.info.get(_PENDING)
-        if pending is None:
-            pending = session.info[_PENDING] = []
-            sync = session.sync_session
-
-            def committed(*_: Any) -> None:
-                for t, o in session.info.pop(_PENDING, []):
-                    self._count(t, o)
-
-            def rolled_back(*_: Any) -> None:
-                session.info.pop(_PENDING, None)
-
-            event.listen(sync, "after_commit", committed, once=True)
-            event.listen(sync, "after_soft_rollback", rolled_back, once=True)
-        pending.append((tally, outcomes))
+        on_commit(session, lambda: self._count(tally, outcomes))
 
     def _count(self, tally: Tally, outcomes: tuple[str, ...]) -> None:
         for out in tally.outputs:

@@ -11,14 +11,17 @@ and the timers the decisions armed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Final
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.adapters import store
-from services.rewards.adapters.store import TransactionRow
+from services.rewards.adapters.state_cache import StateCache
+from services.rewards.adapters.store import LockedUsers, TransactionRow
 from services.rewards.config import RewardsConfig
 from services.rewards.domain.awards import Decision
 from services.rewards.domain.decide import apply_foreign_award, decide
@@ -30,6 +33,30 @@ from services.rewards.domain.state import UserRewardsState
 from services.rewards.wire import to_wire
 from shared.ids import output_id
 from shared.runtime import outbox, timers
+
+_ON_COMMIT: Final = "services.rewards.unit.on_commit"
+
+
+def on_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run `callback` once `session`'s current transaction commits (never if it rolls back)."""
+    pending: list[Callable[[], None]] | None = session.info.get(_ON_COMMIT)
+    if pending is None:
+        pending = session.info[_ON_COMMIT] = []
+        sync = session.sync_session
+
+        def committed(*_: Any) -> None:
+            callbacks = list(session.info.get(_ON_COMMIT, []))
+            session.info[_ON_COMMIT] = []
+            for fn in callbacks:
+                fn()
+
+        def rolled_back(*_: Any) -> None:
+            session.info[_ON_COMMIT] = []
+
+        event.listen(sync, "after_commit", committed)
+        event.listen(sync, "after_soft_rollback", rolled_back)
+    session.info[_ON_COMMIT].append(callback)
+
 
 TIMER_KINDS = tuple(f"rewards.{kind.value}" for kind in TimerKind)
 """The runtime timer kinds of the rewards service, one per domain timer kind."""
@@ -78,8 +105,12 @@ class RewardsUnit:
         *,
         created: set[str] | None = None,
         edges: Mapping[str, str] | None = None,
+        versions: Mapping[str, int] | None = None,
+        cache: StateCache | None = None,
     ) -> None:
         self.cfg = cfg
+        self.versions = dict(versions or {})
+        self.cache = cache
         self.states = states
         self.budgets = dict(budgets)
         self.topic = topic
@@ -201,3 +232,36 @@ class RewardsUnit:
         await store.mark_holds_expired(session, self.expired_holds)
         await outbox.add(session, self._outbox)
         await timers.schedule(session, list(self._timers.values()))
+        if self.cache is not None:
+            cache, kept = (
+                self.cache,
+                [
+                    (u, self.versions.get(u, 0) + (u in self.touched), s)
+                    for u, s in self.states.items()
+                    if s is not None and u in self.versions
+                ],
+            )
+            on_commit(session, lambda: cache.put(kept))
+
+    @classmethod
+    def over(
+        cls,
+        cfg: RewardsConfig,
+        locked: LockedUsers,
+        budgets: Mapping[str, int],
+        topic: str,
+        *,
+        edges: Mapping[str, str] | None = None,
+        cache: StateCache | None = None,
+    ) -> RewardsUnit:
+        """A unit over the users of `lock_users` (with their versions, for the cache)."""
+        return cls(
+            cfg,
+            locked.states,
+            budgets,
+            topic,
+            created=locked.created,
+            edges=edges,
+            versions=locked.versions,
+            cache=cache,
+        )

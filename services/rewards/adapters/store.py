@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.rewards.adapters.state_cache import StateCache
 from services.rewards.domain.ledger import Lot
 from services.rewards.domain.state import UserRewardsState
 from services.rewards.domain.state_json import from_dict, to_json
@@ -25,7 +26,7 @@ from shared.runtime.locks import RowLock, lock_rows
 ACCOUNT_LOCK: Final = RowLock(
     table="accounts",
     key="user_id",
-    columns=("state",),
+    columns=("version", "state IS NULL AS empty"),
     # A placeholder row (state NULL) holds a first-seen user's lock; unfilled ones are dropped.
     insert=(
         "INSERT INTO accounts (user_id) SELECT u FROM unnest(CAST(:keys AS text[])) AS u "
@@ -38,23 +39,43 @@ ACCOUNT_LOCK: Final = RowLock(
 @dataclass(slots=True)
 class LockedUsers:
     """Users locked for one unit of work. `states`: user id → state (None: no state yet, a
-    placeholder row, possibly `created` just now). `busy`/`missing`: see `shared.runtime.locks`."""
+    placeholder row, possibly `created` just now); `versions`: their stored versions.
+    `busy`/`missing`: see `shared.runtime.locks`."""
 
     states: dict[str, UserRewardsState | None]
+    versions: dict[str, int] = field(default_factory=dict)
     created: set[str] = field(default_factory=set)
     busy: set[str] = field(default_factory=set)
     missing: set[str] = field(default_factory=set)
 
 
 async def lock_users(
-    session: AsyncSession, user_ids: Iterable[str], *, create: bool = False, skip_locked: bool = False
+    session: AsyncSession,
+    user_ids: Iterable[str],
+    *,
+    create: bool = False,
+    skip_locked: bool = False,
+    cache: StateCache | None = None,
 ) -> LockedUsers:
+    """Lock the users' rows (the shared per-user lock) and read their states: from `cache` when
+    it holds the stored version, else from the row."""
     locked = await lock_rows(session, ACCOUNT_LOCK, user_ids, create=create, skip_locked=skip_locked)
-    states: dict[str, UserRewardsState | None] = {
-        uid: (from_dict(r.state) if r.state else None) for uid, r in locked.rows.items()
-    }
+    states: dict[str, UserRewardsState | None] = {}
+    versions = {uid: int(r.version) for uid, r in locked.rows.items()}
+    fetch = []
+    for uid, r in locked.rows.items():
+        cached = cache.take(uid, versions[uid]) if cache is not None and not r.empty else None
+        states[uid] = cached
+        if cached is None and not r.empty:
+            fetch.append(uid)
+    if fetch:
+        rows = await session.execute(
+            text("SELECT user_id, state FROM accounts WHERE user_id = ANY(:ids)"), {"ids": fetch}
+        )
+        states.update({r.user_id: from_dict(r.state) for r in rows})
     states.update(dict.fromkeys(locked.created))
-    return LockedUsers(states, locked.created, locked.busy, locked.missing)
+    versions.update(dict.fromkeys(locked.created, 0))
+    return LockedUsers(states, versions, locked.created, locked.busy, locked.missing)
 
 
 async def read_state(session: AsyncSession, user_id: str) -> UserRewardsState | None:
@@ -68,7 +89,7 @@ async def read_state(session: AsyncSession, user_id: str) -> UserRewardsState | 
 _SAVE_ACCOUNTS = text(
     """
     UPDATE accounts a SET state = s.state, available = s.available, pending = s.pending,
-        held = s.held, debt = s.debt, tier = s.tier, updated_at = now()
+        held = s.held, debt = s.debt, tier = s.tier, version = a.version + 1, updated_at = now()
     FROM unnest(CAST(:ids AS text[]), CAST(:states AS jsonb[]), CAST(:available AS bigint[]),
                 CAST(:pending AS bigint[]), CAST(:held AS bigint[]), CAST(:debt AS bigint[]),
                 CAST(:tiers AS text[]))
@@ -81,7 +102,8 @@ _SAVE_ACCOUNTS = text(
 async def save_accounts(
     session: AsyncSession, states: Sequence[UserRewardsState], tier_names: Sequence[str]
 ) -> None:
-    """Store each state with its balances (always the sum of the user's entries)."""
+    """Store each state with its balances (always the sum of the user's entries); each saved
+    row's version goes up by one."""
     if not states:
         return
     b = [s.book.balances for s in states]

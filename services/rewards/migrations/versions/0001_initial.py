@@ -17,7 +17,8 @@ depends_on = None
 DDL = (
     # One row per user: the lock every write path takes (shared.runtime.locks), the domain's
     # state (NULL while the row is a placeholder holding a first-seen user's lock) and the
-    # balances, kept in the same transaction as the entries that move them.
+    # balances, kept in the same transaction as the entries that move them. `version` counts
+    # saves (a process's cache of decoded states is checked against it).
     """
     CREATE TABLE accounts (
         user_id    text        PRIMARY KEY,
@@ -27,6 +28,7 @@ DDL = (
         held       bigint      NOT NULL DEFAULT 0 CHECK (held >= 0),
         debt       bigint      NOT NULL DEFAULT 0 CHECK (debt <= 0),
         tier       text,
+        version    bigint      NOT NULL DEFAULT 0,
         updated_at timestamptz NOT NULL DEFAULT now()
     )
     """,
