@@ -228,20 +228,36 @@ def _essential(parts: Parts, name: str, work: Awaitable[None]) -> asyncio.Task[N
     return task
 
 
+STOP_WITHIN = 25.0
+"""Seconds each shutdown step may take before its stragglers are cancelled (an orchestrator's
+grace period is typically 30 s; what is cancelled is redone by the next process: at-least-once)."""
+
+
 async def _shut_down(parts: Parts) -> None:
     """Stop in dependency order: inputs first, then what drains their effects."""
     if parts.runner is not None:
         parts.runner.stop()
     for worker in (*parts.timer_workers, *parts.job_workers):
         worker.stop()
-    consumers = [t for t in parts.essential if t.get_name() != "outbox-relay"]
-    await asyncio.gather(*consumers, return_exceptions=True)
+    await _finish([t for t in parts.essential if t.get_name() != "outbox-relay"])
     if parts.relay is not None:
         parts.relay.stop()  # after the consumer and workers: drain what their last batch wrote
-    await asyncio.gather(*parts.essential, return_exceptions=True)
+    await _finish(parts.essential)
     for task in parts.background:
         task.cancel()
     await asyncio.gather(*parts.background, return_exceptions=True)
+
+
+async def _finish(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Wait for `tasks` to end by themselves, at most `STOP_WITHIN` seconds; then cancel them."""
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=STOP_WITHIN)
+    if late:
+        log.error("parts did not stop in time; cancelling them", parts=sorted(t.get_name() for t in late))
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
 
 def serve(app: FastAPI, host: str, port: int) -> int:

@@ -42,7 +42,7 @@ async def test_a_dead_essential_task_ends_the_process_with_exit_code_1(
         finally:
             await conn.close()
         assert proc.proc is not None
-        code = await eventually(lambda: proc.proc.poll() is not None, timeout=30)  # type: ignore[union-attr]
+        code = await eventually(lambda: proc.proc.poll() is not None, timeout=60)  # type: ignore[union-attr]
         assert code
         assert proc.proc.returncode == 1
         log = proc.log.read_text()
