@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.rewards.adapters import reads, store
+from services.rewards.adapters import budgets, reads, requests, store
 from services.rewards.config import RewardsConfig
 from services.rewards.consumer import budget_limits
 from services.rewards.domain.inputs import AdjustmentInput, RedemptionInput, RewardsInput
@@ -105,7 +105,7 @@ def admin_router(auth: Any, ctx: ApiContext) -> APIRouter:
         return RewardsUnit(cfg, locked.states, {}, ctx.rewards_topic), state
 
     async def decide_one(session: AsyncSession, unit: RewardsUnit, inp: RewardsInput) -> Any:
-        unit.budgets = await store.lock_budgets(session, budget_limits(cfg, [inp]))
+        unit.budgets = await budgets.lock_budgets(session, budget_limits(cfg, [inp]))
         decision = unit.apply(inp, ctx.clock())
         await unit.write(session)
         return decision
@@ -152,7 +152,7 @@ def admin_router(auth: Any, ctx: ApiContext) -> APIRouter:
         digest = _hash(body)
         async with sessions(request) as session, session.begin():
             unit, _ = await locked_state(session, user_id)
-            found = await store.find_redemption(session, user_id, key)
+            found = await requests.find_redemption(session, user_id, key)
             if found is not None:
                 if found.request_hash != digest:
                     count(session, unit, "idempotency_conflict")
@@ -169,8 +169,8 @@ def admin_router(auth: Any, ctx: ApiContext) -> APIRouter:
                 code = d.refused or "hold_not_open"
                 status = 409 if code == "insufficient_balance" else 422
                 answer: dict[str, Any] = {"code": code, "message": _refusal(code, body.points, d.state)}
-                stored = store.StoredRequest(digest, status, answer, d.hold_id, "refused", body.points)
-                await store.save_redemption(session, user_id, key, stored, None)
+                stored = requests.StoredRequest(digest, status, answer, d.hold_id, "refused", body.points)
+                await requests.save_redemption(session, user_id, key, stored, None)
                 count(session, unit, code)
                 return _answer(status, answer)
             made = Redemption(
@@ -182,15 +182,15 @@ def admin_router(auth: Any, ctx: ApiContext) -> APIRouter:
                 balance=balance(d.state),
             )
             answer = made.model_dump(mode="json", by_alias=True)
-            stored = store.StoredRequest(digest, 201, answer, hold.id, "held", hold.amount)
-            await store.save_redemption(session, user_id, key, stored, hold.expires_at)
+            stored = requests.StoredRequest(digest, 201, answer, hold.id, "held", hold.amount)
+            await requests.save_redemption(session, user_id, key, stored, hold.expires_at)
             count(session, unit, "reserved")
             return _answer(201, answer)
 
     async def settle(user_id: str, key: str, action: str, request: Request) -> Any:
         async with sessions(request) as session, session.begin():
             unit, _ = await locked_state(session, user_id)
-            found = await store.find_redemption(session, user_id, key)
+            found = await requests.find_redemption(session, user_id, key)
             if found is None or found.state == "refused":
                 raise _fail(404, "not_found", f"no redemption '{key}' for user '{user_id}'")
             done = {"confirm": "confirmed", "release": "released"}[action]
@@ -212,8 +212,10 @@ def admin_router(auth: Any, ctx: ApiContext) -> APIRouter:
                 balance=balance(d.state),
             )
             answer = made.model_dump(mode="json", by_alias=True)
-            stored = store.StoredRequest(found.request_hash, 200, answer, found.hold_id, state, found.points)
-            await store.save_redemption(session, user_id, key, stored, None)
+            stored = requests.StoredRequest(
+                found.request_hash, 200, answer, found.hold_id, state, found.points
+            )
+            await requests.save_redemption(session, user_id, key, stored, None)
             count(
                 session,
                 unit,
@@ -251,7 +253,7 @@ def admin_router(auth: Any, ctx: ApiContext) -> APIRouter:
         digest = _hash(body)
         async with sessions(request) as session, session.begin():
             unit, _ = await locked_state(session, user_id)
-            found = await store.find_adjustment(session, user_id, key)
+            found = await requests.find_adjustment(session, user_id, key)
             if found is not None:
                 if found.request_hash != digest:
                     raise _fail(
@@ -280,15 +282,17 @@ def admin_router(auth: Any, ctx: ApiContext) -> APIRouter:
                     transaction_id=d.hold_id or "", points=body.points, balance=balance(d.state)
                 )
                 answer = made.model_dump(mode="json", by_alias=True)
-            await store.save_adjustment(session, user_id, key, store.StoredRequest(digest, status, answer))
+            await requests.save_adjustment(
+                session, user_id, key, requests.StoredRequest(digest, status, answer)
+            )
             count(session, unit)
             return _answer(status, answer)
 
     @router.get("/budgets", response_model=list[BudgetStatus])
-    async def budgets(request: Request) -> Any:
+    async def list_budgets(request: Request) -> Any:
         """Every budgeted rule: its limit, points spent and remaining."""
         async with sessions(request) as session:
-            rows = await store.budget_rows(session)
+            rows = await budgets.budget_rows(session)
         out = []
         for rule in cfg.rules:
             if rule.budget is not None:

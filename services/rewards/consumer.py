@@ -17,7 +17,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.rewards.adapters import store
+from services.rewards.adapters import budgets, referrals, store
 from services.rewards.adapters.state_cache import StateCache
 from services.rewards.config import RewardsConfig
 from services.rewards.domain.decide import budgeted_rules
@@ -100,14 +100,14 @@ class RewardsHandler:
             for inp in inputs
             if isinstance(inp, EventInput) and (r := claimed_referrer(inp.event, self._cfg)) is not None
         }
-        known = await store.referrers_of(session, users) if self._cfg.referrals else {}
+        known = await referrals.referrers_of(session, users) if self._cfg.referrals else {}
         locked = await store.lock_users(
             session, users | claims | set(known.values()), create=True, cache=self._cache
         )
-        edges = await store.referral_edges(session, claims) if claims else {}
-        budgets = await store.lock_budgets(session, budget_limits(self._cfg, inputs))
+        edges = await referrals.referral_edges(session, claims) if claims else {}
+        remaining = await budgets.lock_budgets(session, budget_limits(self._cfg, inputs))
         unit = RewardsUnit.over(
-            self._cfg, locked, budgets, self._rewards_topic, edges=edges, cache=self._cache
+            self._cfg, locked, remaining, self._rewards_topic, edges=edges, cache=self._cache
         )
         for inp in inputs:
             if isinstance(inp, EventInput):

@@ -16,7 +16,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.rewards.adapters import store
+from services.rewards.adapters import budgets
 from services.rewards.config import RewardsConfig
 from services.rewards.domain.outputs import PointsAwarded, PointsExpired, PointsReversed
 from services.rewards.unit import Tally, on_commit
@@ -117,7 +117,7 @@ class RewardsMetrics:
 
     async def refresh(self, sessions: async_sessionmaker[AsyncSession], cfg: RewardsConfig) -> None:
         async with sessions() as session:
-            rows = await store.budget_rows(session)
+            rows = await budgets.budget_rows(session)
         for rule in cfg.rules:
             if rule.budget is not None:
                 spent = rows.get(rule.id, (rule.budget.limit, 0))[1]

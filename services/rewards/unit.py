@@ -19,7 +19,7 @@ from typing import Any, Final
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.rewards.adapters import store
+from services.rewards.adapters import budgets, referrals, requests, store
 from services.rewards.adapters.state_cache import StateCache
 from services.rewards.adapters.store import LockedUsers, TransactionRow
 from services.rewards.config import RewardsConfig
@@ -227,9 +227,9 @@ class RewardsUnit:
         await store.drop_placeholders(session, self.created - self.touched)
         await store.add_transactions(session, self._tx)
         await store.upsert_lots(session, self._changed_lots())
-        await store.spend_budgets(session, self.consumed)
-        await store.add_referrals(session, self._referrals)
-        await store.mark_holds_expired(session, self.expired_holds)
+        await budgets.spend_budgets(session, self.consumed)
+        await referrals.add_referrals(session, self._referrals)
+        await requests.mark_holds_expired(session, self.expired_holds)
         await outbox.add(session, self._outbox)
         await timers.schedule(session, list(self._timers.values()))
         if self.cache is not None:

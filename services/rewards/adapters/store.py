@@ -8,12 +8,11 @@ and each in key order, so concurrent transactions wait for each other instead of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
-import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -129,102 +128,6 @@ async def drop_placeholders(session: AsyncSession, user_ids: Iterable[str]) -> N
         )
 
 
-# -- budgets ----------------------------------------------------------------------------------
-
-_LOCK_BUDGETS = text(
-    """
-    INSERT INTO budgets (rule_id, limit_points)
-    SELECT * FROM unnest(CAST(:rules AS text[]), CAST(:limits AS bigint[]))
-    ON CONFLICT (rule_id) DO UPDATE SET limit_points = EXCLUDED.limit_points
-    RETURNING rule_id, spent
-    """
-)
-
-
-async def lock_budgets(session: AsyncSession, limits: Mapping[str, int]) -> dict[str, int]:
-    """Lock the budget rows of `limits`' rules (created on first use, limits from the config) in
-    rule order; return each rule's remaining points (limit - spent)."""
-    rules = sorted(limits)
-    if not rules:
-        return {}
-    rows = await session.execute(_LOCK_BUDGETS, {"rules": rules, "limits": [limits[r] for r in rules]})
-    return {r.rule_id: limits[r.rule_id] - int(r.spent) for r in rows}
-
-
-async def spend_budgets(session: AsyncSession, consumed: Mapping[str, int]) -> None:
-    """Add `consumed` (negative: a reversal gave points back) to each locked budget's spend."""
-    rules = sorted(r for r, n in consumed.items() if n)
-    if rules:
-        await session.execute(
-            text(
-                "UPDATE budgets b SET spent = b.spent + c.n, updated_at = now() "
-                "FROM unnest(CAST(:rules AS text[]), CAST(:ns AS bigint[])) AS c(rule_id, n) "
-                "WHERE b.rule_id = c.rule_id"
-            ),
-            {"rules": rules, "ns": [consumed[r] for r in rules]},
-        )
-
-
-async def budget_rows(session: AsyncSession) -> dict[str, tuple[int, int]]:
-    """Rule id → (limit, spent) of every stored budget (no lock)."""
-    rows = await session.execute(text("SELECT rule_id, limit_points, spent FROM budgets"))
-    return {r.rule_id: (int(r.limit_points), int(r.spent)) for r in rows}
-
-
-# -- referrals --------------------------------------------------------------------------------
-
-
-async def referrers_of(session: AsyncSession, referees: Iterable[str]) -> dict[str, str]:
-    ids = list(set(referees))
-    if not ids:
-        return {}
-    rows = await session.execute(
-        text("SELECT referee_id, referrer_id FROM referrals WHERE referee_id = ANY(:ids)"), {"ids": ids}
-    )
-    return {r.referee_id: r.referrer_id for r in rows}
-
-
-async def referral_edges(session: AsyncSession, starts: Iterable[str], depth: int = 64) -> dict[str, str]:
-    """referee → referrer for every edge on the referral chains starting at `starts`."""
-    ids = list(set(starts))
-    if not ids:
-        return {}
-    rows = await session.execute(
-        text(
-            """
-            WITH RECURSIVE chain(referee_id, referrer_id, depth) AS (
-                SELECT referee_id, referrer_id, 1 FROM referrals WHERE referee_id = ANY(:ids)
-                UNION
-                SELECT r.referee_id, r.referrer_id, c.depth + 1
-                FROM referrals r JOIN chain c ON r.referee_id = c.referrer_id
-                WHERE c.depth < :depth
-            )
-            SELECT DISTINCT referee_id, referrer_id FROM chain
-            """
-        ),
-        {"ids": ids, "depth": depth},
-    )
-    return {r.referee_id: r.referrer_id for r in rows}
-
-
-async def add_referrals(session: AsyncSession, rows: Sequence[tuple[str, str, datetime, str]]) -> None:
-    """(referee, referrer, claimed at, source input id); the first referrer of a referee wins."""
-    if rows:
-        await session.execute(
-            text(
-                "INSERT INTO referrals (referee_id, referrer_id, claimed_at, source_id) "
-                "SELECT * FROM unnest(CAST(:a AS text[]), CAST(:b AS text[]), "
-                "CAST(:c AS timestamptz[]), CAST(:d AS text[])) ON CONFLICT DO NOTHING"
-            ),
-            {
-                "a": [r[0] for r in rows],
-                "b": [r[1] for r in rows],
-                "c": [r[2] for r in rows],
-                "d": [r[3] for r in rows],
-            },
-        )
-
-
 # -- ledger and lots --------------------------------------------------------------------------
 
 
@@ -331,110 +234,5 @@ async def upsert_lots(session: AsyncSession, rows: Sequence[tuple[str, Lot]]) ->
             "reversed": [x.reversed for x in lots],
             "expired_amount": [x.expired_amount for x in lots],
             "expired": [x.expired for x in lots],
-        },
-    )
-
-
-# -- idempotent API requests --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRequest:
-    """A request recorded under its Idempotency-Key: what it asked and what it was answered."""
-
-    request_hash: str
-    status_code: int
-    response: dict[str, Any]
-    hold_id: str | None = None
-    state: str | None = None
-    points: int = 0
-
-
-async def find_redemption(session: AsyncSession, user_id: str, key: str) -> StoredRequest | None:
-    row = (
-        await session.execute(
-            text(
-                "SELECT request_hash, status_code, response, hold_id, state, points FROM redemptions "
-                "WHERE user_id = :u AND idempotency_key = :k"
-            ),
-            {"u": user_id, "k": key},
-        )
-    ).first()
-    if row is None:
-        return None
-    return StoredRequest(
-        row.request_hash, row.status_code, row.response, row.hold_id, row.state, int(row.points)
-    )
-
-
-async def save_redemption(
-    session: AsyncSession,
-    user_id: str,
-    key: str,
-    stored: StoredRequest,
-    expires_at: datetime | None,
-) -> None:
-    await session.execute(
-        text(
-            """
-            INSERT INTO redemptions (user_id, idempotency_key, request_hash, hold_id, points, state,
-                                     status_code, response, expires_at)
-            VALUES (:u, :k, :h, :hold, :points, :state, :code, CAST(:response AS jsonb), :exp)
-            ON CONFLICT (user_id, idempotency_key) DO UPDATE SET state = EXCLUDED.state,
-                status_code = EXCLUDED.status_code, response = EXCLUDED.response, updated_at = now()
-            """
-        ),
-        {
-            "u": user_id,
-            "k": key,
-            "h": stored.request_hash,
-            "hold": stored.hold_id or "",
-            "points": stored.points,
-            "state": stored.state or "refused",
-            "code": stored.status_code,
-            "response": orjson.dumps(stored.response).decode(),
-            "exp": expires_at,
-        },
-    )
-
-
-async def mark_holds_expired(session: AsyncSession, hold_ids: Sequence[str]) -> None:
-    """Redemptions whose hold a timer released (not confirmed in time) end `expired`."""
-    if hold_ids:
-        await session.execute(
-            text(
-                "UPDATE redemptions SET state = 'expired', "
-                "response = jsonb_set(response, '{state}', '\"expired\"'), updated_at = now() "
-                "WHERE hold_id = ANY(:ids) AND state = 'held'"
-            ),
-            {"ids": list(hold_ids)},
-        )
-
-
-async def find_adjustment(session: AsyncSession, user_id: str, key: str) -> StoredRequest | None:
-    row = (
-        await session.execute(
-            text(
-                "SELECT request_hash, status_code, response FROM adjustments "
-                "WHERE user_id = :u AND idempotency_key = :k"
-            ),
-            {"u": user_id, "k": key},
-        )
-    ).first()
-    return None if row is None else StoredRequest(row.request_hash, row.status_code, row.response)
-
-
-async def save_adjustment(session: AsyncSession, user_id: str, key: str, stored: StoredRequest) -> None:
-    await session.execute(
-        text(
-            "INSERT INTO adjustments (user_id, idempotency_key, request_hash, status_code, response) "
-            "VALUES (:u, :k, :h, :code, CAST(:response AS jsonb)) ON CONFLICT DO NOTHING"
-        ),
-        {
-            "u": user_id,
-            "k": key,
-            "h": stored.request_hash,
-            "code": stored.status_code,
-            "response": orjson.dumps(stored.response).decode(),
         },
     )
