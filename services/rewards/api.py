@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rewards.adapters import budgets, reads, requests, store
+from services.rewards.adapters.state_cache import StateCache
 from services.rewards.config import RewardsConfig
 from services.rewards.consumer import budget_limits
 from services.rewards.domain.inputs import AdjustmentInput, RedemptionInput, RewardsInput
@@ -63,6 +64,7 @@ class ApiContext:
     rewards_topic: str
     clock: Callable[[], datetime]
     metrics: RewardsMetrics | None = None
+    cache: StateCache | None = None  # the consumer's decoded states (checked by version)
 
 
 def _fail(status: int, code: str, message: str) -> HTTPException:
@@ -98,11 +100,11 @@ def admin_router(auth: Any, ctx: ApiContext) -> APIRouter:
         return session_factory(request.app.state.engine)()
 
     async def locked_state(session: AsyncSession, user_id: str) -> tuple[RewardsUnit, UserRewardsState]:
-        locked = await store.lock_users(session, [user_id])
+        locked = await store.lock_users(session, [user_id], cache=ctx.cache)
         state = locked.states.get(user_id)
         if state is None:
             raise _fail(404, "not_found", f"no rewards account for user '{user_id}'")
-        return RewardsUnit(cfg, locked.states, {}, ctx.rewards_topic), state
+        return RewardsUnit.over(cfg, locked, {}, ctx.rewards_topic, cache=ctx.cache), state
 
     async def decide_one(session: AsyncSession, unit: RewardsUnit, inp: RewardsInput) -> Any:
         unit.budgets = await budgets.lock_budgets(session, budget_limits(cfg, [inp]))

@@ -66,6 +66,11 @@ class RewardsHandler:
         self._metrics = metrics
         self._cache = StateCache()
 
+    @property
+    def cache(self) -> StateCache:
+        """The decoded states this process keeps between units of work (shared with the API)."""
+        return self._cache
+
     # -- consumed records ------------------------------------------------------------------------
 
     def decode(self, record: Record) -> Decoded[ConsumedInput]:

@@ -52,7 +52,7 @@ def create_app(
     async def refresh_metrics(engine: AsyncEngine) -> None:
         await business.run(engine, cfg, every=settings.rewards_metrics_every)
 
-    api = ApiContext(cfg, settings.rewards_topic, clock, business)
+    api = ApiContext(cfg, settings.rewards_topic, clock, business, handler.cache)
     service = ConsumerService(
         name="rewards",
         db_url=settings.db_url,
