@@ -61,6 +61,8 @@ fmt: install ## Format the code
 bench: install ## Run the benchmarks (prints figures; not a test)
 	$(PY) bench/ingest.py
 	$(PY) bench/segmenter.py
+	$(PY) bench/rewards.py
+	$(PY) bench/notifier.py
 
 clean: ## Remove the local stack data and virtualenvs
 	rm -rf .local $(VENV) $(TOOLS)

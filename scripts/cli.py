@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +11,8 @@ import typer
 from scripts.commands import fail
 from scripts.commands.deadletter import deadletter
 from scripts.commands.dev import dev
+from scripts.commands.jobs import jobs_app, timers_app
+from scripts.commands.rewards import rewards_app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,18 +21,9 @@ app.add_typer(dev, name="dev")
 app.add_typer(deadletter, name="deadletter")
 db = typer.Typer(help="Service databases.", no_args_is_help=True)
 app.add_typer(db, name="db")
-
-
-def _register_jobs_commands() -> None:
-    """`userops jobs` and `userops timers`, when this checkout has them."""
-    if importlib.util.find_spec("scripts.commands.jobs") is None:
-        return
-    jobs = importlib.import_module("scripts.commands.jobs")
-    app.add_typer(jobs.jobs_app, name="jobs")
-    app.add_typer(jobs.timers_app, name="timers")
-
-
-_register_jobs_commands()
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(timers_app, name="timers")
+app.add_typer(rewards_app, name="rewards")
 
 
 def migrated_services() -> tuple[str, ...]:
