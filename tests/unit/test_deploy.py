@@ -9,7 +9,9 @@ dashboards name only metrics (and labels) the services really expose. No Docker 
 from __future__ import annotations
 
 import ast
+import importlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -20,6 +22,7 @@ from typing import Any, Final
 import pytest
 import yaml
 
+from shared.config import BaseServiceSettings
 from shared.metrics import PREFIX
 from shared.topics import ALL_TOPICS
 
@@ -37,15 +40,34 @@ COUNTERS: Final = {
     "userops_consumer_messages_deadlettered_total": ("consumer", "topic", "reason"),
     "userops_consumer_retries_total": ("consumer",),
     "userops_timers_fired_total": ("service", "kind"),
+    "userops_timer_failures_total": ("service", "kind", "outcome"),
+    "userops_jobs_succeeded_total": ("service", "kind"),
+    "userops_jobs_failed_total": ("service", "kind"),
+    "userops_jobs_retried_total": ("service", "kind"),
     "userops_segmenter_transitions_total": ("from_stage", "to_stage"),
+    "userops_segmenter_amounts_rejected_total": (),
+    "userops_rewards_points_awarded_total": ("rule",),
+    "userops_rewards_points_redeemed_total": ("rule",),
+    "userops_rewards_points_expired_total": ("rule",),
+    "userops_rewards_points_reversed_total": ("rule",),
+    "userops_rewards_awards_skipped_total": ("rule", "reason"),
+    "userops_rewards_redemptions_total": ("outcome",),
+    "userops_notifier_messages_total": ("campaign", "channel", "outcome"),
+    "userops_notifier_inputs_evaluated_total": ("source",),
 }
 GAUGES: Final = {
     "userops_consumer_lag": ("consumer", "topic", "partition"),
     "userops_consumer_ready": ("consumer",),
     "userops_outbox_backlog": ("service",),
     "userops_timer_backlog": ("service",),
+    "userops_timers_dead": ("service", "kind"),
+    "userops_jobs_queued": ("service", "kind"),
+    "userops_jobs_running": ("service", "kind"),
+    "userops_jobs_oldest_due_seconds": ("service", "kind"),
     "userops_segmenter_users": ("stage",),
     "userops_segmenter_segment_members": ("segment",),
+    "userops_rewards_budget_remaining": ("rule",),
+    "userops_rewards_budget_limit": ("rule",),
 }
 HISTOGRAMS: Final = {
     "userops_http_request_duration_seconds": ("route", "method"),
@@ -53,6 +75,9 @@ HISTOGRAMS: Final = {
     "userops_ingest_batch_size": (),
     "userops_consumer_processing_seconds": ("consumer",),
     "userops_consumer_end_to_end_seconds": ("consumer",),
+    "userops_job_attempt_seconds": ("service", "kind"),
+    "userops_notifier_delivery_seconds": ("channel",),
+    "userops_notifier_event_to_message_seconds": ("channel",),
 }
 TARGET_LABELS: Final = frozenset({"job", "instance"})  # added by Prometheus to every series
 
@@ -70,8 +95,10 @@ EXPOSED: Final = exposed_series()
 REQUIRED_ALERTS: Final = {
     "UseropsServiceDown", "UseropsIngestErrorRatioHigh", "UseropsIngestKafkaUnavailable",
     "UseropsIngestLatencyHigh", "UseropsConsumerLagHigh", "UseropsDeadLetters",
-    "UseropsConsumerNotReady", "UseropsOutboxBacklogGrowing", "UseropsTimerBacklogGrowing",
-    "UseropsEndToEndLatencyHigh",
+    "UseropsConsumerNotReady", "UseropsConsumerRetrying", "UseropsOutboxBacklogGrowing",
+    "UseropsTimerBacklogGrowing", "UseropsEndToEndLatencyHigh", "UseropsJobsFailed",
+    "UseropsJobsBacklog", "UseropsTimersDead", "UseropsRewardsBudgetLow",
+    "UseropsNotifierDeliveriesFailing",
 }  # fmt: skip
 
 
@@ -163,12 +190,55 @@ def test_no_two_services_share_a_database_server() -> None:
     assert len(owned) == len(set(owned)) == 3
 
 
-def test_default_profile_starts_only_what_exists_and_waits_only_for_what_it_starts() -> None:
+def test_default_profile_starts_every_service_and_waits_only_for_what_it_starts() -> None:
+    for name in APPS:
+        assert (REPO / "services" / name / "__main__.py").exists(), f"{name} is not written yet"
+        assert not APPS[name].get("profiles"), f"{name} is not started by `docker compose up`"
     for name, svc in COMPOSE.items():
-        if name in APPS and not svc.get("profiles"):
-            assert (REPO / "services" / name / "__main__.py").exists(), f"{name} is not written yet"
         for dep in svc.get("depends_on", {}):
             assert set(COMPOSE[dep].get("profiles", [])) <= set(svc.get("profiles", [])), (name, dep)
+
+
+def settings_class(name: str) -> type[BaseServiceSettings]:
+    """The `BaseServiceSettings` subclass a service reads its environment with."""
+    module_name = "settings" if (REPO / "services" / name / "settings.py").exists() else "config"
+    module = importlib.import_module(f"services.{name}.{module_name}")
+    (found,) = [
+        c
+        for c in vars(module).values()
+        if isinstance(c, type) and issubclass(c, BaseServiceSettings) and c.__module__ == module.__name__
+    ]
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(APPS))
+def test_each_service_starts_with_the_environment_compose_gives_it(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every required setting is there and every value (secret formats included) validates, with
+    the defaults compose falls back to; and compose sets no variable the service does not read."""
+    cls = settings_class(name)
+    values = env(APPS[name])
+    known = {f"USEROPS_{field.upper()}" for field in cls.model_fields}
+    write_keys = {s["write_key_env"] for s in load_yaml(REPO / "config" / "ingest.yaml")["sources"]}
+    shared = {"USEROPS_ADMIN_TOKEN"}  # x-userops-env, for the services with admin endpoints
+    unknown = {k for k in values if k.startswith("USEROPS_")} - known - write_keys - shared
+    assert sorted(unknown) == [], f"{name} has no such settings"
+    for variable in [v for v in os.environ if v.startswith("USEROPS_")]:
+        monkeypatch.delenv(variable)
+    for variable, value in values.items():
+        monkeypatch.setenv(variable, value)
+    settings = cls()
+    assert getattr(settings, f"{name}_port") == int(values[f"USEROPS_{name.upper()}_PORT"])
+
+
+def test_env_example_lists_every_variable_compose_reads() -> None:
+    lines = (REPO / "docker-compose.yml").read_text().splitlines()
+    code = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    variables = set(re.findall(r"(?<!\$)\$\{(\w+)", code))  # $${X} is the container's own
+    listed = set(re.findall(r"^(?:# )?(\w+)=", (DEPLOY / "env.example").read_text(), re.M))
+    assert sorted(variables - listed) == [], "add them to deploy/env.example"
+    assert sorted(listed - variables) == [], "docker-compose.yml does not read them"
 
 
 def test_kafka_is_one_kraft_node_with_a_listener_for_services_and_one_for_the_host() -> None:
@@ -227,6 +297,19 @@ def test_every_alert_is_actionable() -> None:
         assert all(rule["annotations"].values()), rule["alert"]
 
 
+def test_every_alert_has_a_rule_unit_test_that_fires_and_one_that_stays_quiet() -> None:
+    """deploy/prometheus/alerts.test.yml (run by promtool below) covers every alert both ways."""
+    tests = load_yaml(DEPLOY / "prometheus" / "alerts.test.yml")
+    assert tests["rule_files"] == ["alerts.yml"]
+    cases = [case for test in tests["tests"] for case in test.get("alert_rule_test", [])]
+    fires = {case["alertname"] for case in cases if case.get("exp_alerts")}
+    quiet = {case["alertname"] for case in cases if not case.get("exp_alerts")}
+    names = {rule["alert"] for rule in RULES}
+    assert sorted(names - fires) == [], "alerts never shown to fire"
+    assert sorted(names - quiet) == [], "alerts never shown to stay quiet"
+    assert sorted((fires | quiet) - names) == [], "tests of alerts that do not exist"
+
+
 def label_errors(expr: str, extra_labels: Iterable[str] = ()) -> list[str]:
     """Metrics unknown to the contract, and labels that none of the expression's metrics carry."""
     metrics = set(re.findall(r"\buserops_[a-z0-9_]+", expr))
@@ -254,6 +337,11 @@ def dashboard_queries(board: dict[str, Any]) -> list[tuple[str, str]]:
     return [(t["expr"], t.get("legendFormat", "")) for p in panels for t in p.get("targets", [])]
 
 
+def dashboard_variables() -> set[str]:
+    """The names of the template variables of every dashboard."""
+    return {var["name"] for board in DASHBOARDS.values() for var in board["templating"]["list"]}
+
+
 def test_dashboards_use_only_exposed_metrics_and_their_labels() -> None:
     for file, board in DASHBOARDS.items():
         for expr, legend in dashboard_queries(board):
@@ -279,7 +367,10 @@ def test_dashboards_are_valid_grafana_json() -> None:
     (source,) = DATASOURCES["datasources"]
     assert (source["url"], source["type"]) == ("http://prometheus:9090", "prometheus")
     titles = {board["title"] for board in DASHBOARDS.values()}
-    assert {"userops / ingest", "userops / consumers", "userops / lifecycle"} == titles
+    assert titles == {
+        "userops / ingest", "userops / consumers", "userops / lifecycle", "userops / rewards",
+        "userops / notifier",
+    }  # fmt: skip
     assert len({board["uid"] for board in DASHBOARDS.values()}) == len(DASHBOARDS)
     for file, board in DASHBOARDS.items():
         assert board["schemaVersion"] >= 39
@@ -327,11 +418,45 @@ def metric_name(node: ast.expr) -> str | None:
     return text
 
 
+def literal_labels(node: ast.expr | None) -> frozenset[str] | None:
+    """The label names of a literal list or tuple of strings; else None."""
+    if not isinstance(node, ast.List | ast.Tuple):
+        return None
+    if not all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+        return None
+    return frozenset(ast.literal_eval(node))
+
+
+def label_names(node: ast.expr, tree: ast.Module) -> frozenset[str] | None:
+    """A metric's label names: a literal list, or a variable that the module binds nowhere but in
+    plain assignments of one and the same literal list (`labels = ["service", "kind"]` shared by
+    several metrics); None when they cannot be read without running the code."""
+    if not isinstance(node, ast.Name):
+        return literal_labels(node)
+    values = [
+        literal_labels(a.value)
+        for a in ast.walk(tree)
+        if isinstance(a, ast.Assign | ast.AnnAssign)
+        for target in (a.targets if isinstance(a, ast.Assign) else [a.target])
+        if isinstance(target, ast.Name) and target.id == node.id
+    ]
+    bindings = [
+        n
+        for n in ast.walk(tree)
+        if (isinstance(n, ast.Name) and n.id == node.id and isinstance(n.ctx, ast.Store))
+        or (isinstance(n, ast.arg) and n.arg == node.id)
+    ]
+    if not values or None in values or len(set(values)) != 1 or len(bindings) != len(values):
+        return None
+    return values[0]
+
+
 def metrics_defined_in_code() -> dict[str, tuple[str, frozenset[str] | None]]:
     """`userops_*` metrics constructed in services/ and shared/: name -> (kind, labels)."""
     found: dict[str, tuple[str, frozenset[str] | None]] = {}
     for path in [*(REPO / "services").rglob("*.py"), *(REPO / "shared").rglob("*.py")]:
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and node.args):
                 continue
             kind = getattr(node.func, "id", getattr(node.func, "attr", ""))
@@ -343,9 +468,7 @@ def metrics_defined_in_code() -> dict[str, tuple[str, frozenset[str] | None]]:
                 if len(node.args) > 2
                 else next((k.value for k in node.keywords if k.arg == "labelnames"), ast.List(elts=[]))
             )
-            labels = None
-            if isinstance(labels_node, ast.List | ast.Tuple):
-                labels = frozenset(ast.literal_eval(labels_node))
+            labels = label_names(labels_node, tree)
             if kind == "Counter":
                 name = name.removesuffix("_total") + "_total"
             found[name] = (kind, labels)
@@ -362,8 +485,11 @@ def test_code_defines_the_metrics_of_the_contract() -> None:
             f"{name} is not in the deploy contract: add it to test_deploy.py and a dashboard"
         )
         assert kind == contract[name][0], name
-        if labels is not None:
-            assert labels == set(contract[name][1]), f"{name}: code labels {sorted(labels)}"
+        assert labels is not None, (
+            f"{name}: its labels are not readable here; write them as a literal list or a variable "
+            "assigned one literal list, so the contract can check them"
+        )
+        assert labels == set(contract[name][1]), f"{name}: code labels {sorted(labels)}"
 
 
 def test_image_installs_the_lockfile_as_non_root_without_secrets() -> None:
@@ -394,12 +520,13 @@ def test_promtool_accepts_config_rules_and_every_dashboard_query(tmp_path: Path)
 
     promtool("check", "config", str(DEPLOY / "prometheus" / "prometheus.yml"))
     promtool("test", "rules", str(DEPLOY / "prometheus" / "alerts.test.yml"))
-    variables = {"$__rate_interval": "1m", "$consumer": ".*", "$instance": ".*"}
+    variables = {"$__rate_interval": "1m", **{f"${v}": ".*" for v in dashboard_variables()}}
     rules = []
     for file, board in sorted(DASHBOARDS.items()):
         for i, (expr, _) in enumerate(dashboard_queries(board)):
             for var, value in variables.items():
                 expr = expr.replace(var, value)
+            assert "$" not in expr, (file, expr)  # a variable the dashboard does not define
             rules.append({"record": f"dashboard:{Path(file).stem.replace('-', '_')}:{i}", "expr": expr})
     (tmp_path / "queries.yml").write_text(yaml.safe_dump({"groups": [{"name": "q", "rules": rules}]}))
     promtool("check", "rules", str(tmp_path / "queries.yml"))
