@@ -9,9 +9,12 @@
 
 Run: `python -m scripts.stack.sinks` (ports: `USEROPS_SINK_HTTP_PORT`, default 8025;
 `USEROPS_SINK_SMTP_PORT`, default 1025; `USEROPS_SINK_KEEP` requests/messages kept, default
-1000; `USEROPS_SINK_QUIET=1` logs only the start; `USEROPS_SINK_MAIL_DIR`, default `.local/mail`). Point the notifier at them with
-`USEROPS_SMTP_HOST=127.0.0.1 USEROPS_SMTP_PORT=1025` and webhook endpoints
-`http://127.0.0.1:8025/hooks/<name>` in its config. Tests use the same classes in-process, with
+1000; `USEROPS_SINK_QUIET=1` logs only the start; `USEROPS_SINK_MAIL_DIR`, default `.local/mail`;
+`USEROPS_SINK_HOST`, default 127.0.0.1 — only a throwaway container network should widen it).
+
+Point the notifier at them with `USEROPS_SMTP_HOST=127.0.0.1 USEROPS_SMTP_PORT=1025` and
+`USEROPS_WEBHOOK_ENDPOINTS_OVERRIDE=http://127.0.0.1:8025/hooks` (every endpoint of its config then
+posts to `/hooks/<endpoint name>`). Tests use the same classes in-process, with
 `WebhookSink.respond` deciding each answer (status, and a delay after the request was recorded).
 """
 
@@ -164,18 +167,19 @@ class Sinks:
     smtp_port: int
     webhooks: WebhookSink
     mail: MailSink
+    host: str = "127.0.0.1"  # loopback only: these sinks accept anything from anyone
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
     _smtp: asyncio.Server | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"http://{self.host}:{self.http_port}"
 
     async def start(self) -> None:
         config = uvicorn.Config(
             http_app(self.webhooks, self.mail),
-            host="127.0.0.1",
+            host=self.host,
             port=self.http_port,
             log_config=None,
             access_log=False,
@@ -185,7 +189,7 @@ class Sinks:
         self._task = asyncio.create_task(self._server.serve())
         loop = asyncio.get_running_loop()
         self._smtp = await loop.create_server(
-            lambda: SMTP(self.mail, hostname="sink.local"), host="127.0.0.1", port=self.smtp_port
+            lambda: SMTP(self.mail, hostname="sink.local"), host=self.host, port=self.smtp_port
         )
         while not self._server.started:
             if self._task.done():
@@ -205,11 +209,14 @@ async def _main() -> None:
     http_port = int(os.environ.get("USEROPS_SINK_HTTP_PORT", "8025"))
     smtp_port = int(os.environ.get("USEROPS_SINK_SMTP_PORT", "1025"))
     folder = Path(os.environ.get("USEROPS_SINK_MAIL_DIR", ".local/mail"))
+    keep = int(os.environ.get("USEROPS_SINK_KEEP", "1000"))
+    quiet = os.environ.get("USEROPS_SINK_QUIET", "") not in ("", "0", "false")
     sinks = Sinks(
         http_port,
         smtp_port,
-        WebhookSink(secret=os.environ.get("USEROPS_WEBHOOK_SECRET")),
-        MailSink(folder=folder),
+        WebhookSink(secret=os.environ.get("USEROPS_WEBHOOK_SECRET"), keep=keep, quiet=quiet),
+        MailSink(keep=keep, folder=folder, quiet=quiet),
+        host=os.environ.get("USEROPS_SINK_HOST", "127.0.0.1"),
     )
     await sinks.start()
     _log(
@@ -218,7 +225,7 @@ async def _main() -> None:
         webhooks=f"{sinks.url}/hooks/<name>",
         received=f"{sinks.url}/received",
         mail=f"{sinks.url}/mail",
-        smtp=f"127.0.0.1:{smtp_port}",
+        smtp=f"{sinks.host}:{smtp_port}",
         mail_dir=str(folder),
     )
     try:

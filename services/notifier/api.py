@@ -9,8 +9,6 @@ row lock (`shared.runtime.locks`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -34,7 +32,6 @@ from services.notifier.domain.uplift import Uplift
 from shared.runtime import jobs
 from shared.runtime.db import session_factory
 
-Clock = Callable[[], datetime]
 MAX_KEY = 200
 
 

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notifier.adapters import store
+from services.notifier.adapters import records, store
 from services.notifier.config import NotifierConfig
 from services.notifier.domain.assignment import HOLDOUT
 from services.notifier.domain.decide import Decision
@@ -32,7 +32,7 @@ from services.notifier.domain.delivery import delivery_record
 from services.notifier.domain.inputs import EXPIRY_TIMER
 from services.notifier.domain.projection import Projection
 from services.notifier.domain.recheck import recheck, record_sent
-from services.notifier.domain.sends import PlannedSend, SendOutcome
+from services.notifier.domain.sends import Conversion, EntryRecord, PlannedSend, SendOutcome
 from services.notifier.domain.unsubscribe import UnsubscribeSigner, one_click_headers, scope_for
 from services.notifier.metrics import AfterCommit, NotifierMetrics
 from shared.runtime import jobs, outbox, timers
@@ -59,12 +59,12 @@ class SendBook:
     now: datetime
     projections: dict[str, Projection] = field(default_factory=dict)
     sends: dict[str, store.SendRow] = field(default_factory=dict)
-    outcomes: list[store.OutcomeRow] = field(default_factory=list)
+    outcomes: list[records.OutcomeRow] = field(default_factory=list)
     published: list[outbox.OutboxMessage] = field(default_factory=list)
-    entries: list[Any] = field(default_factory=list)
-    conversions: list[Any] = field(default_factory=list)
-    inbox: list[store.InboxRow] = field(default_factory=list)
-    jobs: list[jobs.Job] = field(default_factory=list)
+    entries: list[EntryRecord] = field(default_factory=list)
+    conversions: list[Conversion] = field(default_factory=list)
+    inbox: list[records.InboxRow] = field(default_factory=list)
+    queued: list[jobs.Job] = field(default_factory=list)
     arm: dict[tuple[str, str], timers.Timer] = field(default_factory=dict)
     disarm: dict[str, set[str]] = field(default_factory=dict)
     counted: list[tuple[str, str, str]] = field(default_factory=list)
@@ -120,7 +120,7 @@ class SendBook:
         if planned.channel == "inapp":
             fields = outcome.message.fields
             self.inbox.append(
-                store.InboxRow(
+                records.InboxRow(
                     planned.send_key,
                     p.user_id,
                     planned.campaign,
@@ -165,7 +165,7 @@ class SendBook:
                     f", <mailto:{self.channels.unsubscribe_mailto}?subject=unsubscribe>"
                 )
             payload |= {"to": p.email, "fields": outcome.message.fields, "headers": headers}
-        self.jobs.append(jobs.Job(planned.send_key, planned.channel, payload))
+        self.queued.append(jobs.Job(planned.send_key, planned.channel, payload))
         self.sends[planned.send_key] = _row(planned, "queued", message=message, received_at=received_at)
 
     def _final(self, outcome: SendOutcome, planned: PlannedSend | None) -> None:
@@ -188,7 +188,7 @@ class SendBook:
     def _publish(self, outcome: SendOutcome, attempts: int = 0) -> None:
         record = delivery_record(outcome, self.cfg.version, attempts)
         self.outcomes.append(
-            store.OutcomeRow(
+            records.OutcomeRow(
                 record.id,
                 outcome.send_key,
                 outcome.campaign,
@@ -213,11 +213,11 @@ class SendBook:
     async def flush(self, session: AsyncSession) -> None:
         await store.save_projections(session, list(self.projections.values()))
         await store.upsert_sends(session, list(self.sends.values()))
-        await store.add_outcomes(session, self.outcomes)
-        await store.add_entries(session, self.entries)
-        await store.add_conversions(session, self.conversions)
-        await store.add_inbox(session, self.inbox)
-        await jobs.enqueue(session, self.jobs)
+        await records.add_outcomes(session, self.outcomes)
+        await records.add_entries(session, self.entries)
+        await records.add_conversions(session, self.conversions)
+        await records.add_inbox(session, self.inbox)
+        await jobs.enqueue(session, self.queued)
         await timers.schedule(session, list(self.arm.values()))
         for kind, keys in self.disarm.items():
             if keys:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notifier.adapters import store
+from services.notifier.adapters import records, store
 from services.notifier.adapters.email import EmailSender
 from services.notifier.adapters.webhook import WebhookSender
 from services.notifier.domain.delivery import delivery_record
@@ -55,10 +55,10 @@ class DeliveryRecorder:
         )
         record = delivery_record(result, p["config_version"], attempts=job.attempt)
         await store.record_attempt(session, job.id, kind, result.reason, job.attempt, now if sent else None)
-        await store.add_outcomes(
+        await records.add_outcomes(
             session,
             [
-                store.OutcomeRow(
+                records.OutcomeRow(
                     record.id,
                     job.id,
                     result.campaign,

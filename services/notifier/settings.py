@@ -33,7 +33,10 @@ class NotifierSettings(BaseServiceSettings):
     notifier_lanes: int = Field(default=2, ge=1, le=16)
     notifier_timer_workers: int = Field(default=1, ge=1, le=16)
     notifier_timer_batch: int = Field(default=500, ge=1, le=20_000)
-    notifier_job_workers: int = Field(default=4, ge=1, le=64)
+    # Job workers, each performing up to 8 deliveries at once. Each in-flight delivery records its
+    # outcome on its own database connection: keep workers x 8 + lanes + 2 within the engine's
+    # pool (10 + 10 overflow), or connections are opened and closed per job.
+    notifier_job_workers: int = Field(default=2, ge=1, le=64)
     # How long processed input ids are remembered (dedupe); at least the consumed topics'
     # retention (checked against the broker at start): ISO-8601 ("P7D"), seconds, or "forever".
     notifier_dedupe_retention: timedelta | None = timedelta(days=7)

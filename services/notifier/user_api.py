@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from services.notifier.adapters import queries, store
+from services.notifier.adapters import queries, records, store
 from services.notifier.adapters.inbox_tokens import InboxTokens
 from services.notifier.api import MAX_KEY, Sessions, not_found
 from services.notifier.api_models import (
@@ -79,7 +79,7 @@ def user_router(signer: UnsubscribeSigner, tokens: InboxTokens, clock: Clock) ->
             locked = await store.lock_users(session, [claim.user_id], create=False)
             if claim.user_id in locked.missing:
                 raise not_found("unknown user")
-            if await store.add_preference_change(
+            if await records.add_preference_change(
                 session, change.input_id, change.user_id, change.scope, change.subscribed, change.at
             ):
                 p = locked.projections.get(claim.user_id) or Projection(claim.user_id)
