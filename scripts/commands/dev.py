@@ -14,7 +14,13 @@ import typer
 from scripts.commands import fail
 from scripts.stack import StackError
 from scripts.stack.procs import port_in_use, read_pid
-from scripts.stack.services import service_env, service_port, service_specs
+from scripts.stack.services import (
+    SINKS_HTTP_PORT,
+    SINKS_SMTP_PORT,
+    service_env,
+    service_port,
+    service_specs,
+)
 from scripts.stack.settings import StackSettings
 from scripts.stack.supervisor import Supervisor
 from scripts.stack.topics import ensure_topics
@@ -91,17 +97,19 @@ def dev_run(
     other = read_pid(run_pid_file)
     if other is not None:
         fail(f"userops is already running (pid {other}); stop it with Ctrl-C there or `make stop`.")
-    specs_preview = service_specs(settings, {})
-    for spec in specs_preview:
-        port = service_port(settings, spec.name)
+    services = [s.name for s in service_specs(settings, {}) if s.name != "sinks"]
+    for name in services:
+        port = service_port(settings, name)
         if port_in_use(port):
-            fail(
-                f"port {port} ({spec.name}) is already in use; set USEROPS_{spec.name.upper()}_PORT to another port."
-            )
+            fail(f"port {port} ({name}) is already in use; set USEROPS_{name.upper()}_PORT to another port.")
+    if "notifier" in services:
+        for port in (SINKS_HTTP_PORT, SINKS_SMTP_PORT):
+            if port_in_use(port):
+                fail(f"port {port} (the local webhook/SMTP sinks) is already in use.")
     stack_up(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     run_pid_file.write_text(f"{os.getpid()}\n")
-    env = service_env(settings, os.environ, tuple(s.name for s in specs_preview))
+    env = service_env(settings, os.environ, tuple(services))
     # Local-only defaults so a fresh clone runs; set real secrets in the environment.
     env.setdefault("USEROPS_DEV_WRITE_KEY", DEV_WRITE_KEY)
     env.setdefault("USEROPS_ADMIN_TOKEN", DEV_ADMIN_TOKEN)
@@ -111,7 +119,9 @@ def dev_run(
             supervisor,
             ready_timeout=ready_timeout,
             on_ready=lambda name: typer.echo(
-                f"{name:<10} ready on http://127.0.0.1:{service_port(settings, name)}", err=True
+                f"{name:<10} ready on http://127.0.0.1:"
+                f"{SINKS_HTTP_PORT if name == 'sinks' else service_port(settings, name)}",
+                err=True,
             ),
             banner=lambda: _print_banner(settings, env),
         )
@@ -166,23 +176,42 @@ def serve(
 def _print_banner(settings: StackSettings, env: dict[str, str]) -> None:
     key, token = env["USEROPS_DEV_WRITE_KEY"], env["USEROPS_ADMIN_TOKEN"]
     out = sys.stderr  # stdout carries the services' JSON log lines
-    typer.secho(
-        f"\nuserops ingest on http://127.0.0.1:{settings.ingest_port}  (docs: /docs)", bold=True, file=out
-    )
-    typer.echo(
+    ingest = f"http://127.0.0.1:{settings.ingest_port}"
+    auth = f"-H 'Authorization: Bearer {token}'"
+
+    def section(title: str, body: str) -> None:
+        typer.secho(title, bold=True, file=out)
+        typer.echo(body, file=out)
+
+    def track(body: str) -> str:
+        return (
+            f"  curl -s -u {key}: {ingest}/v1/track -H 'Content-Type: application/json' \\\n    -d '{body}'\n"
+        )
+
+    section(
+        f"\nuserops ingest on {ingest}  (docs: /docs)",
         "send an event:\n"
-        f"  curl -s -u {key}: http://127.0.0.1:{settings.ingest_port}/v1/track \\\n"
-        "    -H 'Content-Type: application/json' \\\n"
-        '    -d \'{"userId": "u1", "event": "Order Completed", "properties": {"revenue": 42}}\'\n',
-        file=out,
+        + track('{"userId": "u1", "event": "Order Completed", "properties": {"revenue": 42}}'),
     )
-    typer.secho(
+    section(
         f"segmenter admin API on http://127.0.0.1:{settings.segmenter_port}  (docs: /docs)",
-        bold=True,
-        file=out,
+        "the user's stage and segments:\n"
+        f"  curl -s {auth} http://127.0.0.1:{settings.segmenter_port}/v1/users/u1\n",
     )
-    typer.echo(
-        "see the user's stage and segments:\n"
-        f"  curl -s -H 'Authorization: Bearer {token}' http://127.0.0.1:{settings.segmenter_port}/v1/users/u1\n",
-        file=out,
-    )
+    names = {s.name for s in service_specs(settings, {})}
+    if "rewards" in names:
+        section(
+            f"rewards admin API on http://127.0.0.1:{settings.rewards_port}  (docs: /docs)",
+            "the user's points, tier and statement (the order above earned points):\n"
+            f"  curl -s {auth} http://127.0.0.1:{settings.rewards_port}/v1/users/u1\n"
+            f"  curl -s {auth} http://127.0.0.1:{settings.rewards_port}/v1/users/u1/statement\n",
+        )
+    if "notifier" in names:
+        section(
+            f"notifier admin API on http://127.0.0.1:{settings.notifier_port}  (docs: /docs)",
+            "a detractor's NPS answer triggers the support follow-up webhook:\n"
+            + track('{"userId": "u1", "event": "NPS Submitted", "properties": {"score": 3}}')
+            + f"  curl -s http://127.0.0.1:{SINKS_HTTP_PORT}/received   "
+            "# LOCAL DEVELOPMENT webhook sink (mail: /mail)\n"
+            f"  curl -s {auth} http://127.0.0.1:{settings.notifier_port}/v1/campaigns/detractor_followup/report\n",
+        )

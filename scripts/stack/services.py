@@ -20,6 +20,19 @@ from scripts.stack.supervisor import ServiceSpec
 KNOWN_SERVICES: Final = ("ingest", "segmenter", "rewards", "notifier")
 CONSUMERS: Final = frozenset({"segmenter", "rewards", "notifier"})
 
+SINKS_HTTP_PORT: Final = 8025
+SINKS_SMTP_PORT: Final = 1025
+# LOCAL DEVELOPMENT ONLY: the notifier's secrets when the environment sets none, so a fresh clone
+# runs. They are public (they are in this file): set real ones in the environment anywhere else.
+DEV_NOTIFIER_ENV: Final = {
+    "USEROPS_WEBHOOK_SECRET": "whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtMzItYnl0ZXMh",
+    "USEROPS_UNSUBSCRIBE_SECRET": "dev-only-unsubscribe-secret-of-32-bytes-or-more",
+    "USEROPS_INBOX_SECRET": "dev-only-inbox-token-secret-of-32-bytes-or-more",
+    "USEROPS_SMTP_HOST": "127.0.0.1",
+    "USEROPS_SMTP_PORT": str(SINKS_SMTP_PORT),
+    "USEROPS_WEBHOOK_ENDPOINTS_OVERRIDE": f"http://127.0.0.1:{SINKS_HTTP_PORT}/hooks",
+}
+
 
 def local_services() -> tuple[str, ...]:
     """The known services whose package exists in this checkout."""
@@ -50,10 +63,30 @@ def service_env(settings: StackSettings, base: Mapping[str, str], names: tuple[s
 
 
 def service_specs(settings: StackSettings, env: Mapping[str, str]) -> list[ServiceSpec]:
-    """One spec per local service, with its own instance id when it consumes Kafka."""
+    """One spec per local service, with its own instance id when it consumes Kafka.
+
+    With the notifier come the local development sinks (a webhook receiver and an SMTP server,
+    `scripts.stack.sinks`), started first, and the notifier is pointed at them unless the
+    environment says otherwise.
+    """
     specs = []
-    for name in local_services():
+    names = local_services()
+    if "notifier" in names:
+        sinks_env = {**env, **{k: v for k, v in DEV_NOTIFIER_ENV.items() if k not in env}}
+        specs.append(
+            ServiceSpec(
+                name="sinks",
+                command=(sys.executable, "-m", "scripts.stack.sinks"),
+                env=sinks_env,
+                ready_url=f"http://127.0.0.1:{SINKS_HTTP_PORT}/health",
+                cwd=REPO_ROOT,
+            )
+        )
+    for name in names:
         own = dict(env)
+        if name == "notifier":
+            for key, value in DEV_NOTIFIER_ENV.items():
+                own.setdefault(key, value)
         if name in CONSUMERS:
             own.setdefault(f"USEROPS_{name.upper()}_INSTANCE_ID", instance_id(name))
         port = service_port(settings, name)
