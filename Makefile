@@ -36,7 +36,7 @@ status: install ## Say what runs
 	$(PY) -m scripts.cli dev status
 
 test: install ## Run every test (unit, integration on a private real Kafka + PostgreSQL, e2e)
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
 
 test-unit: install ## Unit tests only (milliseconds, no I/O)
 	$(PY) -m pytest -q tests/unit
