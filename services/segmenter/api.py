@@ -190,4 +190,23 @@ def admin_router(auth: Any) -> APIRouter:
             ],
         }
 
+    @router.get("/analytics/nps")
+    async def nps(engine: Engine, weeks: Annotated[int, Query(ge=1, le=104)] = 12) -> dict[str, Any]:
+        """NPS per ISO week (UTC), oldest first: each user's latest answer of a week counts once."""
+        async with engine.connect() as conn:
+            rows = await analytics.nps_weekly(conn, weeks, _today())
+        return {
+            "weeks": [
+                {
+                    "start": w.start,
+                    "responses": w.responses,
+                    "promoters": w.promoters,
+                    "passives": w.passives,
+                    "detractors": w.detractors,
+                    "nps": w.nps,
+                }
+                for w in rows
+            ],
+        }
+
     return router

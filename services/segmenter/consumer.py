@@ -3,8 +3,8 @@
 Per batch the handler only does I/O around the one batch decision (`domain.batch`): resolve
 identities, lock every involved profile under the per-user lock (`shared.runtime.locks`, via
 `store.lock_profiles`), read their states, call `apply_batch` (timers: `apply_timers`), then
-write states, identity links, merges, history, activity days, segment membership, timers and
-outbox rows with set-based statements, all in the runtime's one transaction. Timers take the same
+write states, identity links, merges, history, activity days, NPS answers, segment membership,
+timers and outbox rows with set-based statements, all in the runtime's one transaction. Timers take the same
 row locks (skipping busy users), so a user's events and timers never race; a timer whose profile
 row is gone is dropped with a log line.
 """
@@ -143,6 +143,9 @@ class SegmenterHandler:
             ],
         )
         await store.add_activity_days(session, result.days())
+        await store.add_nps_responses(
+            session, [store.NpsRow(r.event_id, r.user_id, r.score, r.at) for r in result.nps]
+        )
         await store.set_segments(session, *result.membership())
         await outbox.add(
             session,

@@ -11,11 +11,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final, Literal
+from datetime import date, datetime
+from typing import Any, Final
 
-Category = Literal["detractor", "passive", "promoter"]
-CATEGORIES: Final[tuple[Category, ...]] = ("detractor", "passive", "promoter")
+from shared.nps import CATEGORIES, Category, category, nps, parse_score, week_start
+
+__all__ = [
+    "CATEGORIES",
+    "MAX_COMMENT",
+    "Category",
+    "NpsAnswer",
+    "NpsSummary",
+    "category",
+    "parse_comment",
+    "parse_score",
+    "summarize",
+    "week_start",
+    "weekly",
+]
+
 MAX_COMMENT: Final = 2000
 """Characters of a comment kept in the projection and templates."""
 
@@ -32,30 +46,6 @@ class NpsAnswer:
     @property
     def category(self) -> Category:
         return category(self.score)
-
-
-def category(score: int) -> Category:
-    """promoter (9-10), passive (7-8) or detractor (0-6); ValueError outside 0-10."""
-    if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= 10:
-        raise ValueError(f"an NPS score is an integer 0-10, got {score!r}")
-    return "promoter" if score >= 9 else "passive" if score >= 7 else "detractor"
-
-
-def parse_score(value: Any) -> int | None:
-    """The score of an answer's property: an integer 0-10 (also `7.0` or `"7"`); None otherwise,
-    so a malformed answer is ignored rather than failing the consumer."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        value = value.strip()
-        if not value.isdigit():
-            return None
-        value = int(value)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, int) and 0 <= value <= 10:
-        return value
-    return None
 
 
 def parse_comment(value: Any) -> str:
@@ -75,9 +65,7 @@ class NpsSummary:
 
     @property
     def nps(self) -> float | None:
-        if not self.answers:
-            return None
-        return 100.0 * (self.promoters - self.detractors) / self.answers
+        return nps(self.promoters, self.detractors, self.answers)
 
 
 def summarize(answers: Iterable[NpsAnswer], start: date) -> NpsSummary:
@@ -86,12 +74,6 @@ def summarize(answers: Iterable[NpsAnswer], start: date) -> NpsSummary:
     for answer in answers:
         counts[answer.category] += 1
     return NpsSummary(start, sum(counts.values()), counts["promoter"], counts["passive"], counts["detractor"])
-
-
-def week_start(at: datetime) -> date:
-    """The Monday (UTC) of the ISO week holding `at`."""
-    day = at.astimezone(UTC).date()
-    return day - timedelta(days=day.weekday())
 
 
 def weekly(answers: Iterable[NpsAnswer]) -> list[NpsSummary]:

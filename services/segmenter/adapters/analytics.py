@@ -1,7 +1,7 @@
-"""Analytics served from the segmenter's store: activity, retention cohorts, lifecycle counts.
+"""Analytics served from the segmenter's store: activity, retention cohorts, lifecycle counts, NPS.
 
-All figures derive from `activity_days` (one row per user per active UTC day), `profiles` and
-`stage_history`; each query is one SQL statement, so the numbers are consistent snapshots.
+All figures derive from `activity_days` (one row per user per active UTC day), `profiles`,
+`stage_history` and `nps_responses`; each query is one SQL statement, so the numbers are consistent snapshots.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Literal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared import nps as shared_nps
 
 Interval = Literal["day", "week"]
 
@@ -216,3 +218,66 @@ async def transitions(conn: AsyncConnection, since: datetime) -> list[Transition
         )
     ).all()
     return [Transition(r.from_stage, r.to_stage, r.n, round(r.n / r.out_of, 4)) for r in rows]
+
+
+@dataclass(frozen=True)
+class NpsWeek:
+    """One ISO week's NPS answers: each user's latest answer of the week counts once."""
+
+    start: date
+    responses: int
+    promoters: int
+    passives: int
+    detractors: int
+
+    @property
+    def nps(self) -> float | None:
+        """%promoters - %detractors, rounded to 1 decimal; None without responses."""
+        value = shared_nps.nps(self.promoters, self.detractors, self.responses)
+        return None if value is None else round(value, 1)
+
+
+async def nps_weekly(conn: AsyncConnection, weeks: int, today: date) -> list[NpsWeek]:
+    """NPS per ISO week (Monday 00:00 UTC), the `weeks` weeks up to the one holding `today`,
+    oldest first (weeks without answers included, with zero counts).
+
+    A user answering several times in one week counts once, with their latest answer of that
+    week (by event time; a tie goes to the higher event id), so one user cannot weigh more than
+    another in a week's score. Categories follow `shared.nps` (9-10 promoter, 7-8 passive, 0-6
+    detractor).
+    """
+    first = today - timedelta(days=today.weekday() + 7 * (weeks - 1))
+    rows = (
+        await conn.execute(
+            text(
+                """
+                WITH latest AS (
+                    SELECT DISTINCT ON (user_id, wk) user_id, wk, score FROM (
+                        SELECT user_id, score, at, event_id,
+                               date_trunc('week', at AT TIME ZONE 'UTC')::date AS wk
+                        FROM nps_responses
+                        WHERE at >= CAST(:first AS date) AT TIME ZONE 'UTC'
+                    ) r
+                    ORDER BY user_id, wk, at DESC, event_id DESC
+                )
+                SELECT wk, count(*) AS n,
+                       count(*) FILTER (WHERE score >= 9)              AS promoters,
+                       count(*) FILTER (WHERE score BETWEEN 7 AND 8)   AS passives,
+                       count(*) FILTER (WHERE score <= 6)              AS detractors
+                FROM latest GROUP BY wk
+                """
+            ),
+            {"first": first},
+        )
+    ).all()
+    found = {r.wk: r for r in rows}
+    out = []
+    for i in range(weeks):
+        start = first + timedelta(days=7 * i)
+        r = found.get(start)
+        out.append(
+            NpsWeek(start, 0, 0, 0, 0)
+            if r is None
+            else NpsWeek(start, r.n, r.promoters, r.passives, r.detractors)
+        )
+    return out

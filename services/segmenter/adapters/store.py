@@ -142,8 +142,8 @@ async def save_profiles(session: AsyncSession, rows: Sequence[ProfileRow]) -> No
 
 async def mark_merged(session: AsyncSession, merges: Sequence[tuple[str, str]]) -> None:
     """Anonymous profiles folded into users' (`(anonymous_id, user_id)` in the order they
-    happened): kept for audit, hidden from populations; their history, activity days and
-    segment rows move to (or leave with) the user.
+    happened): kept for audit, hidden from populations; their history, activity days, NPS
+    answers and segment rows move to (or leave with) the user.
 
     Set-based when no id is both merged and merged into within `merges` (the usual case);
     a chain (a user id itself aliased onward in the same batch) is applied merge by merge,
@@ -168,6 +168,7 @@ _MERGE_STATEMENTS = (
     "INSERT INTO activity_days (user_id, day) SELECT m.u, d.day FROM activity_days d JOIN {m} "
     "ON d.user_id = m.a WHERE d.user_id = ANY(:anons) ON CONFLICT DO NOTHING",
     "DELETE FROM activity_days WHERE user_id = ANY(:anons)",
+    "UPDATE nps_responses r SET user_id = m.u FROM {m} WHERE r.user_id = m.a AND r.user_id = ANY(:anons)",
     "DELETE FROM segment_members WHERE user_id = ANY(:anons)",
 )
 _MERGES = "unnest(CAST(:anons AS text[]), CAST(:users AS text[])) AS m(a, u)"
@@ -198,6 +199,33 @@ async def add_history(session: AsyncSession, rows: Sequence[HistoryRow]) -> None
             "froms": [r.from_stage for r in rows],
             "tos": [r.to_stage for r in rows],
             "reasons": [r.reason for r in rows],
+            "ats": [r.at for r in rows],
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NpsRow:
+    event_id: str
+    user_id: str
+    score: int
+    at: datetime
+
+
+async def add_nps_responses(session: AsyncSession, rows: Sequence[NpsRow]) -> None:
+    """Record NPS answers; an answer already recorded (same event id) is left as it is."""
+    if not rows:
+        return
+    await session.execute(
+        text(
+            "INSERT INTO nps_responses (event_id, user_id, score, at) "
+            "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:users AS text[]), "
+            "CAST(:scores AS smallint[]), CAST(:ats AS timestamptz[])) ON CONFLICT (event_id) DO NOTHING"
+        ),
+        {
+            "ids": [r.event_id for r in rows],
+            "users": [r.user_id for r in rows],
+            "scores": [r.score for r in rows],
             "ats": [r.at for r in rows],
         },
     )

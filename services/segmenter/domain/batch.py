@@ -3,11 +3,12 @@
 `apply_batch` applies a batch of events in order: identity links and alias merges first (as
 each event arrives), then `decide.apply_event` on the event's profile. `apply_timers` fires due
 idle timers. Both return a `BatchResult`: the new states and every effect the store must write
-(links, merges, history rows, activity days, segment membership, lifecycle events, timers).
+(links, merges, history rows, activity days, NPS answers, segment membership, lifecycle
+events, timers).
 Pure: no I/O, no clock; the caller locks and reads the involved profiles, calls this, writes.
 
 A merge moves the retired anonymous profile's effects *of this batch* to its user too (history
-rows, activity days) and drops its pending segment membership, as the store's merge does for
+rows, activity days, NPS answers) and drops its pending segment membership, as the store's merge does for
 rows written by earlier batches: a batch that both creates rows for an anonymous profile and
 merges it leaves nothing under the retired id.
 """
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 from services.segmenter.config import SegmenterConfig
-from services.segmenter.domain.decide import Decision, StageChange, apply_event, apply_timer
+from services.segmenter.domain.decide import Decision, NpsResponse, StageChange, apply_event, apply_timer
 from services.segmenter.domain.identity import identity_link, profile_id
 from services.segmenter.domain.merge import merge_alias
 from services.segmenter.domain.state import UserState
@@ -51,6 +52,8 @@ class BatchResult:
     """Profile → its next idle timer (None: cancel it)."""
     amounts_rejected: int = 0
     """Orders applied without their amount (not a finite number within bounds)."""
+    nps: list[NpsResponse] = field(default_factory=list)
+    """Valid NPS answers; `user_id` is the profile the row belongs to after the batch."""
     _history_of: dict[str, list[int]] = field(default_factory=dict, repr=False)
 
     def days(self) -> list[tuple[str, date]]:
@@ -135,6 +138,8 @@ def _absorb(result: BatchResult, profile: str, decision: Decision) -> None:
     result.touched.add(profile)
     result.timers[profile] = decision.next_timer_at
     result.amounts_rejected += decision.amount_rejected
+    if decision.nps is not None:
+        result.nps.append(replace(decision.nps, user_id=profile))
     if decision.activity_day is not None:
         result.activity_days.setdefault(profile, set()).add(decision.activity_day)
     if decision.history:
@@ -165,6 +170,7 @@ def _merge(result: BatchResult, anon: str, user_id: str, cfg: SegmenterConfig) -
         result.history[i] = replace(result.history[i], user_id=user_id)
     if moved:
         result._history_of.setdefault(user_id, []).extend(moved)
+    result.nps = [replace(r, user_id=user_id) if r.user_id == anon else r for r in result.nps]
     days = result.activity_days.pop(anon, None)
     if days:
         result.activity_days.setdefault(user_id, set()).update(days)

@@ -66,6 +66,21 @@ class Decision:
     activity_day: date | None = None
     next_timer_at: datetime | None = None
     amount_rejected: bool = False
+    nps: NpsResponse | None = None
+
+
+NPS_RULE: Final = "nps"
+"""The rule name of an NPS answer's row (`ids.output_id(input id, NPS_RULE)`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NpsResponse:
+    """One valid NPS answer, for the `nps_responses` table (every answer, not only the latest)."""
+
+    user_id: str
+    event_id: str
+    score: int
+    at: datetime
 
 
 def event_input_id(event: Event) -> str:
@@ -109,7 +124,10 @@ def apply_event(
         decision.activity_day = day_date(recorded.new_day)
     decision.amount_rejected = recorded.amount_rejected
     refresh_derived(state, cfg)
-    _settle(decision, cfg, now, input_id if input_id is not None else event_input_id(event))
+    scoped = input_id if input_id is not None else event_input_id(event)
+    if recorded.nps_score is not None:
+        decision.nps = NpsResponse(state.user_id, ids.output_id(scoped, NPS_RULE), recorded.nps_score, ts)
+    _settle(decision, cfg, now, scoped)
     return decision
 
 

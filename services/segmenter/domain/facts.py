@@ -17,6 +17,14 @@ import orjson
 from services.segmenter.config import SegmenterConfig
 from services.segmenter.domain.state import UserState, epoch_day, storable
 from shared.events import Event
+from shared.nps import category, parse_score
+
+NPS_EVENT: Final = "NPS Submitted"
+"""A survey answer: `properties.score` (integer 0-10) and an optional `properties.comment`."""
+FEEDBACK_EVENT: Final = "Feedback Submitted"
+"""Free-form feedback; recorded as activity and as the `feedback_at` trait."""
+NPS_TRAITS: Final = ("nps_score", "nps_category", "nps_at")
+"""Traits an answer sets together (latest answer by event time wins): score, category, ISO time."""
 
 MAX_RUNS: Final = 32
 """Activity runs kept per user; older runs fold into `pruned_run_end` (one per comeback)."""
@@ -37,6 +45,8 @@ class Recorded(NamedTuple):
     """The epoch day of the activity if `state` had not recorded that day yet, else None."""
     amount_rejected: bool = False
     """The order's amount was present but unusable (`order_amount` gave None)."""
+    nps_score: int | None = None
+    """The score of a valid `NPS Submitted` answer (whether or not it became the latest)."""
 
 
 def is_activity(event: Event, cfg: SegmenterConfig) -> bool:
@@ -76,9 +86,48 @@ def record_event(
         )
         new_day = _record_day(state.activity_days, epoch_day(ts), epoch_day(now), cfg)
     rejected = False
+    score: int | None = None
     if event.type == "track" and event.event is not None:
         rejected = _record_track(state, event.event, event.properties, ts, cfg, epoch_day(now))
-    return Recorded(new_day, rejected)
+        if event.event == NPS_EVENT:
+            score = record_nps(state, event.properties.get("score"), ts)
+        elif event.event == FEEDBACK_EVENT:
+            _record_trait(state, "feedback_at", ts.isoformat(), ts)
+    return Recorded(new_day, rejected, score)
+
+
+def record_nps(state: UserState, raw_score: Any, ts: datetime) -> int | None:
+    """Record an NPS answer's score (`shared.nps.parse_score`; an invalid one is ignored and
+    None returned) as the traits `nps_score`, `nps_category` and `nps_at`, latest answer by event
+    time winning (`latest_wins` on `nps_score`: a tie on time is broken by the score's value, so
+    arrival order never matters). The three traits always come from the same answer."""
+    score = parse_score(raw_score)
+    if score is None:
+        return None
+    if latest_wins(score, ts, state.traits.get("nps_score"), state.trait_at.get("nps_score")):
+        for name, value in zip(NPS_TRAITS, (score, category(score), ts.isoformat()), strict=True):
+            state.traits[name] = value
+            state.trait_at[name] = ts
+    return score
+
+
+def merge_nps_traits(into: UserState, other: UserState) -> None:
+    """Take `other`'s NPS traits into `into` if its answer is the later one (as `record_nps`
+    decides): the three traits move together, so they still describe one answer."""
+    score = other.traits.get("nps_score")
+    at = other.trait_at.get("nps_score")
+    if at is None or not latest_wins(score, at, into.traits.get("nps_score"), into.trait_at.get("nps_score")):
+        return
+    for name in NPS_TRAITS:
+        if name in other.traits:
+            into.traits[name] = other.traits[name]
+            into.trait_at[name] = other.trait_at[name]
+
+
+def _record_trait(state: UserState, name: str, value: Any, ts: datetime) -> None:
+    if latest_wins(value, ts, state.traits.get(name), state.trait_at.get(name)):
+        state.traits[name] = value
+        state.trait_at[name] = ts
 
 
 def insert_activity(

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from services.segmenter.config import SegmenterConfig
-from services.segmenter.domain.facts import add_amount, latest_wins, merge_runs
+from services.segmenter.domain.facts import NPS_TRAITS, add_amount, latest_wins, merge_nps_traits, merge_runs
 from services.segmenter.domain.lifecycle import refresh_derived
 from services.segmenter.domain.state import UserState
 
@@ -48,10 +48,13 @@ def merge_alias(
         keep = max(cfg.derived.activation_keep.get(name, 0), len(times), 1)
         u.activation_times[name] = sorted([*u.activation_times.get(name, []), *times])[:keep]
     for name, value in a.traits.items():
+        if name in NPS_TRAITS:
+            continue
         at = a.trait_at[name]
         if latest_wins(value, at, u.traits.get(name), u.trait_at.get(name)):
             u.traits[name] = value
             u.trait_at[name] = at
+    merge_nps_traits(u, a)
     if a.timezone_at is not None and latest_wins(a.timezone, a.timezone_at, u.timezone, u.timezone_at):
         u.timezone, u.timezone_at = a.timezone, a.timezone_at
     u.activity_days = sorted({*u.activity_days, *a.activity_days})
