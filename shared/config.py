@@ -8,14 +8,32 @@ service at start with a `ConfigError` naming the file, the field and the reason.
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def _retention(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    if text in {"forever", "none", "infinite"}:
+        return None
+    try:
+        return timedelta(seconds=float(text))  # plain seconds, as the environment gives them
+    except (ValueError, OverflowError):
+        return value  # ISO-8601 ("P7D"), [DD ]HH:MM:SS, or nonsense: left to pydantic to judge
+
+
+DedupeRetention = Annotated[timedelta | None, BeforeValidator(_retention)]
+"""How long a consumer remembers processed input ids: ISO-8601 (`P7D`), seconds, or `forever`
+(None). Checked at start against the consumed topics' retention."""
 
 
 class ConfigError(Exception):

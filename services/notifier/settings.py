@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 
 from shared import topics
-from shared.config import BaseServiceSettings
+from shared.config import BaseServiceSettings, DedupeRetention
 
 MIN_SECRET_BYTES = 32
 
@@ -39,7 +39,7 @@ class NotifierSettings(BaseServiceSettings):
     notifier_job_workers: int = Field(default=2, ge=1, le=64)
     # How long processed input ids are remembered (dedupe); at least the consumed topics'
     # retention (checked against the broker at start): ISO-8601 ("P7D"), seconds, or "forever".
-    notifier_dedupe_retention: timedelta | None = timedelta(days=7)
+    notifier_dedupe_retention: DedupeRetention = timedelta(days=7)
     # Webhook delivery: per-attempt timeout and the retry schedule (attempts, first and largest
     # backoff; full jitter between). With the defaults: ~5 s, 10 s, 20 s ... capped at 1 h.
     # Local development: send every endpoint's webhooks to `<this>/<endpoint name>` instead of the
@@ -69,13 +69,6 @@ class NotifierSettings(BaseServiceSettings):
     rewards_topic: str = topics.REWARDS
     deliveries_topic: str = topics.DELIVERIES
     deadletter_topic: str = topics.DEADLETTER
-
-    @field_validator("notifier_dedupe_retention", mode="before")
-    @classmethod
-    def _forever(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().lower() in {"forever", "none", "infinite"}:
-            return None
-        return value
 
     @field_validator("webhook_secret")
     @classmethod

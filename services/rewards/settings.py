@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from shared import topics
-from shared.config import BaseServiceSettings
+from shared.config import BaseServiceSettings, DedupeRetention
 
 
 class RewardsSettings(BaseServiceSettings):
@@ -29,19 +29,12 @@ class RewardsSettings(BaseServiceSettings):
     rewards_metrics_every: float = Field(default=15.0, gt=0)
     # How long processed input ids are remembered (dedupe). Must be at least the consumed topics'
     # retention (checked against the broker at start): ISO-8601 ("P7D"), seconds, or "forever".
-    rewards_dedupe_retention: timedelta | None = timedelta(days=7)
+    rewards_dedupe_retention: DedupeRetention = timedelta(days=7)
     admin_token: SecretStr
     events_topic: str = topics.EVENTS
     lifecycle_topic: str = topics.LIFECYCLE
     rewards_topic: str = topics.REWARDS
     deadletter_topic: str = topics.DEADLETTER
-
-    @field_validator("rewards_dedupe_retention", mode="before")
-    @classmethod
-    def _forever(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().lower() in {"forever", "none", "infinite"}:
-            return None
-        return value
 
     @property
     def config_path(self) -> Path:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from shared import topics
-from shared.config import BaseServiceSettings
+from shared.config import BaseServiceSettings, DedupeRetention
 
 
 class SegmenterSettings(BaseServiceSettings):
@@ -31,18 +31,11 @@ class SegmenterSettings(BaseServiceSettings):
     segmenter_session_timeout_ms: int = Field(default=30_000, ge=6_000, le=300_000)
     # How long processed input ids are remembered (dedupe). Must be at least the consumed topic's
     # retention (checked against the broker at start): ISO-8601 ("P7D"), seconds, or "forever".
-    segmenter_dedupe_retention: timedelta | None = timedelta(days=7)
+    segmenter_dedupe_retention: DedupeRetention = timedelta(days=7)
     admin_token: SecretStr
     events_topic: str = topics.EVENTS
     lifecycle_topic: str = topics.LIFECYCLE
     deadletter_topic: str = topics.DEADLETTER
-
-    @field_validator("segmenter_dedupe_retention", mode="before")
-    @classmethod
-    def _forever(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().lower() in {"forever", "none", "infinite"}:
-            return None
-        return value
 
     @property
     def config_path(self) -> Path:
