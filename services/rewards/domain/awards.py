@@ -155,7 +155,9 @@ class Step:
         )
         if rule is not None and rule.budget is not None:
             self.consume_budget(rule.id, -points)
-        if self.cfg.tiers is not None and (rule is None or rule.counts_for_tier):
+        # Only an award that counted towards tiers (it is in the earned history) is taken back
+        # from it: reversing an adjustment credit, which never counted, must not lower the tier.
+        if self.cfg.tiers is not None and any(e.award_id == lot.id for e in self.state.earned):
             self.state.earned.append(EarnedPoints(at, -points, lot.id))
         return True
 

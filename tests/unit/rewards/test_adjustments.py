@@ -187,11 +187,6 @@ def test_the_same_negative_adjustment_applied_twice_is_one_reversal() -> None:
     assert second.transactions == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: reversing an `adjustment` credit (which never counted for tiers) appends negative "
-    "EarnedPoints: Step.reverse treats a rule missing from the config as counting for tiers",
-)
 def test_reversing_an_adjustment_credit_leaves_tier_progress_alone() -> None:
     r = replay()
     r.feed(track("Lesson Completed", T0))
