@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
@@ -37,13 +37,11 @@ from shared.logging import get_logger
 from shared.metrics import metrics_router
 from shared.runtime import collector, migrations
 from shared.runtime.db import create_engine, session_factory
+from shared.runtime.jobs import JobKind, JobWorker
 from shared.runtime.metrics import RuntimeMetrics
 from shared.runtime.outbox import OutboxRelay
 from shared.runtime.runner import ConsumerRunner, Handler, RunnerSettings
 from shared.runtime.timers import TimerHandler, TimerWorker
-
-if TYPE_CHECKING:
-    from shared.runtime.jobs import JobKind, JobWorker
 
 T = TypeVar("T")
 log = get_logger(__name__)
@@ -156,8 +154,6 @@ def build_app(
             for _ in range(spec.workers)
         ]
         if service.jobs:
-            from shared.runtime.jobs import JobWorker
-
             parts.job_workers = [
                 JobWorker(sessions, service.jobs, registry, service.name) for _ in range(service.job_workers)
             ]
