@@ -34,5 +34,7 @@ def apply_adjustment(step: Step, cmd: AdjustmentInput, at: datetime) -> None:
         d.refused = "unknown_award"
         return
     d.hold_id = step.id(f"reverse:{lot.id}")
+    if d.hold_id in lot.reversals:
+        return  # this very adjustment was applied before: nothing more to take back
     if not step.reverse(lot, at, cmd.reason, -cmd.points):
         d.refused = "nothing_to_reverse"

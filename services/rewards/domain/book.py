@@ -210,7 +210,7 @@ class PointsBook:
     def reverse(self, lot_id: str, tx_id: str, at: datetime, amount: int | None = None) -> ReversalResult:
         """Take back `amount` (default: all that is left) of an award, linked to it."""
         lot = self.lots.get(lot_id)
-        if lot is None:
+        if lot is None or tx_id in lot.reversals:
             return ReversalResult(None, 0, 0)
         left = lot.amount - lot.reversed - lot.expired_amount
         want = left if amount is None else max(0, min(amount, left))
@@ -228,6 +228,7 @@ class PointsBook:
         shortfall = want - own - others
         moves.append((self._acct(AccountKind.DEBT), Account.rule(lot.rule_id), shortfall))
         lot.reversed += want
+        lot.reversals.append(tx_id)
         out: list[Transaction] = []
         self._post(
             transfer(

@@ -20,7 +20,7 @@ The operations that move points between them live in `book.PointsBook`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final, Literal
@@ -166,6 +166,9 @@ class Lot:
     reversed: int = 0
     expired_amount: int = 0
     expired: bool = False
+    # The ids of the reversal transactions already booked against this award: a reversal
+    # applied again under the same id (a retried adjustment) takes nothing back twice.
+    reversals: list[str] = field(default_factory=list)
 
     def spend_order(self) -> tuple[bool, datetime, datetime, str]:
         return (self.expires_at is None, self.expires_at or _FAR, self.earned_at, self.id)

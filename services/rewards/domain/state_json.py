@@ -40,8 +40,28 @@ def _req(value: str) -> datetime:
 def _lot(lot: Lot) -> list[Any]:
     return [
         lot.id, lot.rule_id, lot.amount, lot.remaining, _ts(lot.earned_at), _ts(lot.expires_at), lot.pending,
-        lot.reference, lot.reversed, lot.expired_amount, lot.expired,
+        lot.reference, lot.reversed, lot.expired_amount, lot.expired, lot.reversals,
     ]  # fmt: skip
+
+
+def _lot_from(row: list[Any]) -> Lot:
+    i, rule, amount, remaining, earned, expires, pending, ref, rev, exp_amount, expired, *rest = row
+    # States written before reversal ids were kept have 11 fields: no reversal recorded.
+    reversals = list(rest[0]) if rest else []
+    return Lot(
+        i,
+        rule,
+        amount,
+        remaining,
+        _req(earned),
+        _dt(expires),
+        pending,
+        ref,
+        rev,
+        exp_amount,
+        expired,
+        reversals,
+    )
 
 
 def _hold(hold: Hold) -> list[Any]:
@@ -90,10 +110,7 @@ def from_dict(d: dict[str, Any]) -> UserRewardsState:
     if d.get("v") != JSON_VERSION:
         raise ValueError(f"unsupported rewards state version {d.get('v')!r}")
     user = d["userId"]
-    lots = [
-        Lot(i, rule, amount, remaining, _req(earned), _dt(expires), pending, ref, rev, exp_amount, expired)
-        for i, rule, amount, remaining, earned, expires, pending, ref, rev, exp_amount, expired in d["lots"]
-    ]
+    lots = [_lot_from(row) for row in d["lots"]]
     holds = [
         Hold(i, amount, _req(created), _req(expires), [(lot_id, n) for lot_id, n in allocations], status)
         for i, amount, created, expires, allocations, status in d["holds"]
