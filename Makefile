@@ -58,11 +58,8 @@ fmt: install ## Format the code
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: install ## Run the benchmarks (prints figures; not a test)
-	$(PY) bench/ingest.py
-	$(PY) bench/segmenter.py
-	$(PY) bench/rewards.py
-	$(PY) bench/notifier.py
+bench: install ## Run every benchmark and print one table of figures (not a test; BENCH_ARGS="--quick --only ingest")
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean: ## Remove the local stack data and virtualenvs
 	rm -rf .local $(VENV) $(TOOLS)

@@ -16,8 +16,10 @@ development sink, `scripts.stack.sinks`, signature checks off), and the real ser
    stamped `receivedAt` as it is produced, as ingest does; the event → message latency is the
    receiver's arrival time minus `receivedAt` (p50 / p99 / max).
 
-Prints the cores and load average at start, and the CPU seconds the notifier and PostgreSQL used
-in each phase.
+Prints the cores and load average at start (and refuses to run on a busy machine unless
+`--force`, bench/common.py), and the CPU seconds the notifier and PostgreSQL used in each phase;
+at the end it writes bench/results/notifier.json for `python -m bench`. `--quick`: a smaller
+workload (2,000 users, a 5-second latency phase).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from common import machine_header, row, write_results  # noqa: E402
 from segmenter_measure import CpuMeter, postgres_pids  # noqa: E402
 
 from scripts.stack import KafkaNode, PostgresNode  # noqa: E402
@@ -193,7 +196,15 @@ class Receiver:
             self.proc.wait(10)
 
 
-async def run(args: argparse.Namespace, kafka: KafkaNode, postgres: PostgresNode, home: Path) -> None:
+def cpu_per(meter: CpuMeter, items: int, unit: str) -> str:
+    """CPU milliseconds per item of each process group, for the results table."""
+    parts = [f"{name} {cpu / max(1, items) * 1e3:.2f}" for name, cpu in meter.used.items()]
+    return f"CPU ms/{unit}: " + ", ".join(parts)
+
+
+async def run(
+    args: argparse.Namespace, kafka: KafkaNode, postgres: PostgresNode, home: Path
+) -> list[dict[str, Any]]:
     names = {name: f"{name}.bench" for name in t.ALL_TOPICS}
     await ensure_topics(kafka.bootstrap, args.partitions, tuple(names.values()))
     sinks = Receiver(free_port(), free_port(), home)
@@ -260,6 +271,7 @@ async def run(args: argparse.Namespace, kafka: KafkaNode, postgres: PostgresNode
             f"{len(times):,} webhook messages delivered at {deliveries_s:,.0f}/s"
         )
         print("  " + meter.report(seconds, len(times), "message"))
+        throughput_cpu = cpu_per(meter, len(times), "message")
         # -- phase 2: latency at a steady rate
         produced: dict[str, float] = {}
         producer = create_producer(kafka.bootstrap, linger_ms=2)
@@ -296,10 +308,28 @@ async def run(args: argparse.Namespace, kafka: KafkaNode, postgres: PostgresNode
             f"event -> message p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms"
         )
         print("  " + meter.report(time.monotonic() - phase_started, len(lat), "message"))
+        if len(lat) < len(produced):
+            raise SystemExit(f"latency phase: only {len(lat):,} of {len(produced):,} messages arrived")
         print(
             f"\nsummary: {deliveries_s:,.0f} deliveries/s per process (goal >= 2,000); "
             f"{inputs_s:,.0f} inputs evaluated/s; p99 event -> message {p99 * 1000:.0f} ms at {args.rate:,}/s (goal <= 1,000 ms)"
         )
+        return [
+            row(
+                f"webhook deliveries, one process ({args.users:,} users' sign-ups)",
+                deliveries_s,
+                "deliveries/s",
+                goal=">= 2000",
+                detail=f"{inputs_s:,.0f} inputs evaluated/s; {throughput_cpu}",
+            ),
+            row(
+                f"p99 event -> message at {args.rate:,} events/s for {args.seconds} s",
+                p99 * 1000,
+                "ms",
+                goal="<= 1000",
+                detail=f"p50 {p50 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms",
+            ),
+        ]
     finally:
         proc.terminate()
         try:
@@ -338,13 +368,14 @@ def main() -> None:
         "--profile", action="store_true", help="run the service under cProfile and print where its time goes"
     )
     p.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE", help="extra service environment")
+    p.add_argument("--quick", action="store_true", help="a smaller workload (2,000 users, 5 s of latency)")
+    p.add_argument("--force", action="store_true", help="run even when the machine is already busy")
     args = p.parse_args()
+    if args.quick:
+        args.users, args.seconds = 2_000, 5
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    load = os.getloadavg()
-    print(
-        f"notifier bench: {os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
-        f"PostgreSQL fsync={args.fsync}"
-    )
+    machine = machine_header("notifier", force=args.force)
+    print(f"PostgreSQL fsync={args.fsync}")
     home = REPO / ".local" / f"bench-{os.getpid()}"
     kafka = KafkaNode.on_free_ports(home / "kafka")
     postgres = PostgresNode(home=home / "postgres", port=free_port(), fsync=args.fsync == "on")
@@ -352,13 +383,14 @@ def main() -> None:
         kafka.start()
         postgres.start()
         postgres.ensure_databases(("notifier",))
-        asyncio.run(run(args, kafka, postgres, home))
+        rows = asyncio.run(run(args, kafka, postgres, home))
     except KeyboardInterrupt:
-        print("interrupted")
+        raise SystemExit("interrupted") from None
     finally:
         kafka.stop()
         postgres.stop(mode="immediate")
         shutil.rmtree(home, ignore_errors=True)
+    write_results("notifier", rows, machine)
 
 
 if __name__ == "__main__":

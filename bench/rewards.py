@@ -13,7 +13,9 @@ as a subprocess with the rules of `config/rewards.yaml`:
    requests contend for the same per-user locks); requests/s and outcomes.
 
 Each phase reports the CPU seconds the service, PostgreSQL and Kafka used. `--profile` attaches
-py-spy (if installed) to the service and prints where its CPU time goes.
+py-spy (if installed) to the service and prints where its CPU time goes. It prints the cores and
+load average at start and refuses to run on a busy machine unless `--force` (bench/common.py); at
+the end it writes bench/results/rewards.json for `python -m bench`. `--quick`: a smaller workload.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from common import machine_header, row, write_results  # noqa: E402
 from segmenter import committed_total, produce  # noqa: E402
 from segmenter_measure import CpuMeter, Profiler, Service, postgres_pids  # noqa: E402
 
@@ -126,6 +129,7 @@ class Context:
     env: dict[str, str]
     services: list[Service] = field(default_factory=list)
     figures: dict[str, float] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)
 
     async def new_database(self) -> str:
         name = f"rw_{uuid.uuid4().hex[:8]}"
@@ -235,6 +239,9 @@ async def bench_events(ctx: Context) -> None:
             await conn.close()
         print(f"  ledger transactions {tx:,}; accounts {users:,}; timers armed {timers:,}")
         ctx.figures["qualifying_per_s"] = rate
+        ctx.details["qualifying_per_s"] = f"{inputs / seconds:,.0f} inputs/s; " + cpu_per(
+            meter, inputs, "input"
+        )
         await bench_redemptions(ctx, svc)
     finally:
         svc.stop()
@@ -285,6 +292,41 @@ async def bench_redemptions(ctx: Context, svc: Service) -> None:
     print(f"  >>> {redeemed / seconds:,.0f} redemptions/s (reserve + confirm) under contention")
     print("  " + meter.report(seconds, requests, "request"))
     ctx.figures["redemptions_per_s"] = redeemed / seconds
+    ctx.details["redemptions_per_s"] = f"{requests / seconds:,.0f} requests/s; " + cpu_per(
+        meter, requests, "request"
+    )
+
+
+def cpu_per(meter: CpuMeter, items: int, unit: str) -> str:
+    """CPU microseconds per item of each process group, for the results table."""
+    parts = [f"{name} {cpu / max(1, items) * 1e6:,.0f}" for name, cpu in meter.used.items()]
+    return f"CPU µs/{unit}: " + ", ".join(parts)
+
+
+def result_rows(
+    args: argparse.Namespace, figures: dict[str, float], details: dict[str, str]
+) -> list[dict[str, Any]]:
+    rows = []
+    if "qualifying_per_s" in figures:
+        rows.append(
+            row(
+                f"qualifying inputs, one process ({args.events:,} events, {args.users:,} users)",
+                figures["qualifying_per_s"],
+                "events/s",
+                goal=">= 5000",
+                detail=details.get("qualifying_per_s", ""),
+            )
+        )
+    if "redemptions_per_s" in figures:
+        rows.append(
+            row(
+                f"redemptions (reserve + confirm), {args.clients} clients on {args.hot_users} balances",
+                figures["redemptions_per_s"],
+                "redemptions/s",
+                detail=details.get("redemptions_per_s", ""),
+            )
+        )
+    return rows
 
 
 def main() -> None:
@@ -298,15 +340,18 @@ def main() -> None:
     p.add_argument("--fsync", choices=("on", "off"), default="on")
     p.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE", help="extra service environment")
     p.add_argument("--profile", action="store_true", help="attach py-spy to the service while it works")
+    p.add_argument(
+        "--quick", action="store_true", help="a smaller workload (5,000 users, 40,000 events, 5 s)"
+    )
+    p.add_argument("--force", action="store_true", help="run even when the machine is already busy")
     args = p.parse_args()
+    if args.quick:
+        args.users, args.events, args.redeem_seconds = 5_000, 40_000, 5.0
+    machine = machine_header("rewards", force=args.force)
     home = REPO / ".local" / f"bench-{os.getpid()}"
     kafka = KafkaNode.on_free_ports(home / "kafka")
     postgres = PostgresNode(home=home / "postgres", port=free_port(), fsync=args.fsync == "on")
-    load = os.getloadavg()
-    print(
-        f"rewards bench: {os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
-        f"PostgreSQL fsync={args.fsync}{'; service env ' + ' '.join(args.env) if args.env else ''}"
-    )
+    print(f"PostgreSQL fsync={args.fsync}{'; service env ' + ' '.join(args.env) if args.env else ''}")
     ctx = Context(args, home, kafka, postgres, dict(item.split("=", 1) for item in args.env))
     try:
         kafka.start()
@@ -327,6 +372,10 @@ def main() -> None:
             f"\nsummary: {ctx.figures.get('qualifying_per_s', 0):,.0f} qualifying inputs/s per process "
             f"(goal >= 5,000); {ctx.figures.get('redemptions_per_s', 0):,.0f} redemptions/s under contention"
         )
+    rows = result_rows(args, ctx.figures, ctx.details)
+    if len(rows) < 2:
+        raise SystemExit("rewards bench: not every phase finished; no results written")
+    write_results("rewards", rows, machine)
 
 
 if __name__ == "__main__":
