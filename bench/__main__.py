@@ -91,8 +91,9 @@ def number(x: float) -> str:
 def goal_text(goal: str | None) -> str:
     if goal is None:
         return ""
-    op, target = parse_goal(goal)
-    return f"{op} {number(target)}"
+    op, target, unit = parse_goal(goal)
+    shown = f"{int(target):,}" if target.is_integer() else number(target)
+    return f"{op} {shown}" + (f" {unit}" if unit else "")
 
 
 def met_text(met: bool | None) -> Text:
@@ -150,9 +151,8 @@ def machine_line(outcomes: Sequence[Outcome]) -> str:
         if o.results and "load_at_start" in o.results.get("machine", {})
     )
     started = min(str(o.results.get("started_at", "")) for o in outcomes if o.results)
-    return (
-        f"machine: {first.get('cores', '?')} cores{cpu}; 1-minute load at each start: {loads}; from {started}"
-    )
+    when = started[:16].replace("T", " ") + " UTC" if started else "?"
+    return f"machine: {first.get('cores', '?')} cores{cpu}; 1-minute load at each start: {loads}; from {when}"
 
 
 def render(outcomes: Sequence[Outcome], console: Console) -> None:
@@ -188,7 +188,7 @@ def run_one(name: str, *, quick: bool, force: bool) -> Outcome:
     if quick and supports(path, "--quick"):
         command.append("--quick")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", FORCE_ENV: "1" if force else "0"}
-    print(f"\n==== {name}: {' '.join(command[1:])}", flush=True)
+    print(f"\n==== {name}: {' '.join([f'bench/{path.name}', *command[2:]])}", flush=True)
     launched = time.time()
     tail: deque[str] = deque(maxlen=8)
     refused = False
@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     render(outcomes, console)
     bad = [f"{o.name} ({o.status}: {o.note})" for o in outcomes if o.status in FAILING]
     if bad:
-        console.print(Text("benchmarks that did not finish: " + "; ".join(bad), style="bold red"))
+        console.print(Text("benchmarks without figures: " + "; ".join(bad), style="bold red"))
         return 1
     return 0
 

@@ -19,6 +19,7 @@ import json
 import math
 import operator
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -77,12 +78,13 @@ def machine_header(
     """Print "<name>: cores N, load a/b/c" and return the machine record for `write_results`.
 
     When the 1-minute load is over half the cores the benchmark's figures would mostly measure
-    the other work: it exits with status 2 unless forced (`--force` or BENCH_FORCE=1), in which
-    case it warns loudly and goes on.
+    the other work: it exits with status 2 unless forced (`force=True`, `--force` on the command
+    line, or BENCH_FORCE=1 as `python -m bench --force` sets it), in which case it warns loudly
+    and goes on.
     """
     cores = cores or os.cpu_count() or 1
     load = load or os.getloadavg()
-    force = forced() if force is None else force
+    force = bool(force) or forced()
     model = cpu_model()
     print(
         f"{name}: cores {cores}, load {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}"
@@ -114,24 +116,23 @@ def machine_header(
     }
 
 
-def parse_goal(goal: str) -> tuple[str, float]:
-    """ ">= 124000" (also "<= 1,000") -> (">=", 124000.0)."""
-    text = goal.strip()
-    for op in sorted(_COMPARE, key=len, reverse=True):
-        if text.startswith(op):
-            number = text[len(op) :].strip().replace(",", "").replace("_", "")
-            try:
-                return op, float(number)
-            except ValueError:
-                break
-    raise BenchInputError(f"goal {goal!r} is not '<op> <number>' with op one of >=, <=, >, <")
+_GOAL = re.compile(r"^\s*(>=|<=|>|<)\s*([-+]?[\d,_]*\.?\d+(?:[eE][-+]?\d+)?)\s*([^\d\s,.].*)?$")
+
+
+def parse_goal(goal: str) -> tuple[str, float, str]:
+    """Split a goal: ">= 124000" -> (">=", 124000.0, ""); "< 60 s" -> ("<", 60.0, "s")."""
+    match = _GOAL.match(goal)
+    if match is None:
+        raise BenchInputError(f"goal {goal!r} is not '<op> <number> [unit]' with op one of >=, <=, >, <")
+    op, number, unit = match.groups()
+    return op, float(number.replace(",", "").replace("_", "")), (unit or "").strip()
 
 
 def goal_met(value: float, goal: str | None) -> bool | None:
     """Whether `value` meets `goal` (None when there is no goal)."""
     if goal is None:
         return None
-    op, target = parse_goal(goal)
+    op, target, _ = parse_goal(goal)
     return _COMPARE[op](value, target)
 
 

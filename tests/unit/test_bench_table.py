@@ -13,6 +13,7 @@ from rich.console import Console
 
 from bench.__main__ import Outcome, read_results, render, selected
 from bench.common import (
+    FORCE_ENV,
     REFUSED_EXIT,
     REFUSED_MARK,
     BenchInputError,
@@ -49,6 +50,12 @@ def test_a_row_computes_whether_its_goal_is_met_and_its_ratio_to_the_raw_ceiling
     assert row("p99", 1200.0, "ms", goal="<= 1000")["goal_met"] is False
     assert row("redemptions", 62.0, "redemptions/s")["goal_met"] is None
     assert row("redemptions", 62.0, "redemptions/s")["ratio"] is None
+
+
+def test_a_goal_may_name_its_unit() -> None:
+    assert parse_goal("< 60 s") == ("<", 60.0, "s")
+    assert parse_goal("<= 1,000 ms") == ("<=", 1000.0, "ms")
+    assert row("1,000,000 timers", 118.0, "s", goal="< 60 s")["goal_met"] is False
 
 
 @pytest.mark.parametrize("goal", ["at least 5000", ">= lots", "5000", "=> 5000"])
@@ -97,7 +104,10 @@ def test_results_are_written_in_the_contract_shape(tmp_path: Path) -> None:
         write_results("rewards", [], MACHINE, results=tmp_path)
 
 
-def test_a_busy_machine_is_refused_unless_forced(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_busy_machine_is_refused_unless_forced(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(FORCE_ENV, raising=False)
     with pytest.raises(SystemExit) as exc:
         machine_header("segmenter", force=False, load=(1.5, 1.0, 0.8), cores=2)
     assert exc.value.code == REFUSED_EXIT
@@ -110,8 +120,16 @@ def test_a_busy_machine_is_refused_unless_forced(capsys: pytest.CaptureFixture[s
     assert machine["cores"] == 2
     assert machine["load_at_start"] == [1.5, 1.0, 0.8]
 
+    # The runner forces its benchmarks through the environment; their own --force flag is off.
+    monkeypatch.setenv(FORCE_ENV, "1")
+    machine_header("segmenter", force=False, load=(1.5, 1.0, 0.8), cores=2)
+    assert "WARNING segmenter" in capsys.readouterr().out
 
-def test_a_quiet_machine_starts_without_a_warning(capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_a_quiet_machine_starts_without_a_warning(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(FORCE_ENV, raising=False)
     machine_header("notifier", force=False, load=(0.9, 0.5, 0.5), cores=2)
     out = capsys.readouterr().out
     assert "WARNING" not in out and REFUSED_MARK not in out
