@@ -218,19 +218,25 @@ def test_random_awards_spends_and_adjustments_keep_balances_equal_to_the_entries
     r = replay()
     now = T0
     awarded: dict[str, int] = {}
-    for kind, n in ops:
+    # Keys from the example's own step number: hypothesis replays an example and must see the same ids.
+    for step, (kind, n) in enumerate(ops):
         now += timedelta(minutes=1)
+        key = f"op-{step}"
         if kind == "lesson":
-            d = r.feed(track("Lesson Completed", now))
+            d = r.feed(track("Lesson Completed", now, message_id=key))
         elif kind == "credit":
-            d = r.feed(adjust(n, now))
+            d = r.feed(adjust(n, now, key=key))
         elif kind == "spend":
-            d = r.feed(reserve(n, now))
+            d = r.feed(reserve(n, now, key=key))
             if d.hold_id is not None and d.refused is None:
-                r.feed(command(data.draw(st.sampled_from(["confirm", "release"])), d.hold_id, now))
+                r.feed(
+                    command(
+                        data.draw(st.sampled_from(["confirm", "release"])), d.hold_id, now, key=f"{key}-c"
+                    )
+                )
         elif kind == "debit" and awarded:
             lot = data.draw(st.sampled_from(sorted(awarded)))
-            d = r.feed(adjust(-n, now, reverses=lot))
+            d = r.feed(adjust(-n, now, reverses=lot, key=key))
             assert d.refused in (None, "nothing_to_reverse")
         else:
             now += timedelta(minutes=n)
