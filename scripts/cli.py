@@ -12,6 +12,7 @@ from scripts.commands import fail
 from scripts.commands.deadletter import deadletter
 from scripts.commands.dev import dev
 from scripts.commands.jobs import jobs_app, timers_app
+from scripts.commands.report import report_cmd
 from scripts.commands.rewards import rewards_app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +25,7 @@ app.add_typer(db, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(timers_app, name="timers")
 app.add_typer(rewards_app, name="rewards")
+app.command("report")(report_cmd)
 
 
 def migrated_services() -> tuple[str, ...]:
