@@ -9,11 +9,14 @@ from pathlib import Path
 import typer
 
 from scripts.commands import fail
+from scripts.commands.config_check import config_check_cmd
 from scripts.commands.deadletter import deadletter
 from scripts.commands.dev import dev
 from scripts.commands.jobs import jobs_app, timers_app
 from scripts.commands.report import report_cmd
 from scripts.commands.rewards import rewards_app
+from scripts.commands.send import send_cmd
+from scripts.commands.user import user_app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,6 +28,11 @@ app.add_typer(db, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(timers_app, name="timers")
 app.add_typer(rewards_app, name="rewards")
+app.add_typer(user_app, name="user")
+app.command("send")(send_cmd)
+config_app = typer.Typer(help="Service configuration files and settings.", no_args_is_help=True)
+config_app.command("check")(config_check_cmd)
+app.add_typer(config_app, name="config")
 app.command("report")(report_cmd)
 
 
