@@ -80,15 +80,20 @@ class KafkaNode:
     port: int = 9092
     controller_port: int = 9093
     heap: str = "768m"
+    # Flush (fsync) the log after every appended batch, before the broker acknowledges it:
+    # a single node's acknowledgement then survives a power loss, not only a broker crash.
+    durable: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", self.home.resolve())
         object.__setattr__(self, "libs", self.libs.resolve())
 
     @classmethod
-    def on_free_ports(cls, home: Path) -> KafkaNode:
+    def on_free_ports(cls, home: Path, *, durable: bool = False) -> KafkaNode:
         """A broker of its own under `home` (tests, benchmarks), on free ports, with the shared jars."""
-        return cls(home=home, libs=SHARED_LIBS, port=free_port(), controller_port=free_port())
+        return cls(
+            home=home, libs=SHARED_LIBS, port=free_port(), controller_port=free_port(), durable=durable
+        )
 
     @property
     def bootstrap(self) -> str:
@@ -133,6 +138,8 @@ class KafkaNode:
             "auto.create.topics.enable": "false",
             "log.retention.hours": "168",
         }
+        if self.durable:
+            props["log.flush.interval.messages"] = "1"
         cfg = self.home / "server.properties"
         cfg.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.home / "log4j2.properties").write_text(_LOG4J2)

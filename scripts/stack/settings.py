@@ -16,6 +16,8 @@ class StackSettings(BaseSettings):
     home: Path = REPO_ROOT / ".local"
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    # USEROPS_KAFKA_DURABLE=1: the broker fsyncs every batch before acknowledging it.
+    kafka_durable: bool = False
     pg_port: int = 5432
     topic_partitions: int = 12
     ingest_port: int = 8000
@@ -30,6 +32,7 @@ class StackSettings(BaseSettings):
             libs=self.home / "kafka" / "libs",
             port=self.kafka_port,
             controller_port=self.kafka_controller_port,
+            durable=self.kafka_durable,
         )
 
     @property

@@ -2,8 +2,9 @@
 
 `create_app(settings, config)` builds an app whose lifespan owns the Kafka producer (tests build
 it in-process). `main()` validates the config (a bad file stops the start with file, field and
-reason), then runs uvicorn (uvloop, httptools) with `USEROPS_INGEST_WORKERS` processes; with more
-than one, Prometheus runs in multiprocess mode in a temporary directory.
+reason), then serves with uvicorn (uvloop, httptools) in `USEROPS_INGEST_WORKERS` processes, each
+on its own `SO_REUSEPORT` socket (`serve.py`); with more than one, Prometheus runs in
+multiprocess mode in a temporary directory.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
@@ -37,6 +37,7 @@ from services.ingest.http_metrics import HttpMetricsMiddleware
 from services.ingest.intake import Intake
 from services.ingest.metrics import IngestMetrics
 from services.ingest.schemas import REQUEST_MODELS
+from services.ingest.serve import listening_sockets, serve_socket, supervise
 from shared.config import ConfigError
 from shared.kafka import create_producer
 from shared.logging import configure_logging, get_logger
@@ -190,25 +191,26 @@ def main() -> None:
     if settings.ingest_workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics_dir = tempfile.mkdtemp(prefix="userops-ingest-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        sockets = listening_sockets(settings.ingest_host, settings.ingest_port, settings.ingest_workers)
+    except OSError as exc:
+        print(
+            f"ingest: cannot listen on {settings.ingest_host}:{settings.ingest_port}: {exc}", file=sys.stderr
+        )
+        raise SystemExit(2) from exc
     log.info(
         "ingest_listening",
         host=settings.ingest_host,
-        port=settings.ingest_port,
+        port=sockets[0].getsockname()[1],
         workers=settings.ingest_workers,
     )
     try:
-        uvicorn.run(
-            "services.ingest.main:app_from_env",
-            factory=True,
-            host=settings.ingest_host,
-            port=settings.ingest_port,
-            workers=settings.ingest_workers,
-            loop="uvloop",
-            http="httptools",
-            log_config=None,
-            access_log=False,  # access logs would print `?writeKey=` query strings
-            server_header=False,
-        )
+        if len(sockets) == 1:
+            serve_socket(sockets[0])
+        else:
+            code = supervise(sockets)
+            if code:
+                raise SystemExit(code)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
