@@ -300,16 +300,24 @@ async def run(
                 break
             await asyncio.sleep(0.5)
         meter.stop()
-        lat = sorted(got[u] - produced[u] for u in produced if u in got)
+        waited = time.time()
+        arrived = len([u for u in produced if u in got])
+        # A message that never arrived waited at least until now: counting that keeps p99 honest
+        # (a lower bound) instead of dropping the slowest messages.
+        lat = sorted(got[u] - produced[u] if u in got else waited - produced[u] for u in produced)
         p50 = statistics.median(lat)
         p99 = lat[int(0.99 * (len(lat) - 1))]
         print(
-            f"latency at {args.rate:,} events/s for {args.seconds} s: {len(lat):,}/{len(produced):,} messages; "
+            f"latency at {args.rate:,} events/s for {args.seconds} s: {arrived:,}/{len(produced):,} messages; "
             f"event -> message p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms"
         )
-        print("  " + meter.report(time.monotonic() - phase_started, len(lat), "message"))
-        if len(lat) < len(produced):
-            raise SystemExit(f"latency phase: only {len(lat):,} of {len(produced):,} messages arrived")
+        print("  " + meter.report(time.monotonic() - phase_started, max(1, arrived), "message"))
+        missing = len(produced) - arrived
+        late = (
+            f"; {missing:,} never arrived (counted as waiting until the end: a lower bound)"
+            if missing
+            else ""
+        )
         print(
             f"\nsummary: {deliveries_s:,.0f} deliveries/s per process (goal >= 2,000); "
             f"{inputs_s:,.0f} inputs evaluated/s; p99 event -> message {p99 * 1000:.0f} ms at {args.rate:,}/s (goal <= 1,000 ms)"
@@ -327,7 +335,7 @@ async def run(
                 p99 * 1000,
                 "ms",
                 goal="<= 1000",
-                detail=f"p50 {p50 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms",
+                detail=f"p50 {p50 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms{late}",
             ),
         ]
     finally:
