@@ -323,12 +323,16 @@ async def fill_timers(conn: asyncpg.Connection, templates: list[Template], n: in
     await conn.execute(
         """
         INSERT INTO profiles (user_id, state, stage, activated, first_seen, last_activity_at)
-        SELECT 't-' || lpad(g::text, 7, '0'), jsonb_set(p.state, '{userId}', to_jsonb('t-' || lpad(g::text, 7, '0'))),
+        SELECT 't-' || lpad(g::text, 7, '0'),
+               convert_to(jsonb_set(p.state, '{userId}', to_jsonb('t-' || lpad(g::text, 7, '0')))::text, 'UTF8'),
                p.stage, p.activated, p.first_seen, p.last_activity_at
         FROM generate_series(0, $1 - 1) g JOIN tpl p ON p.k = g % $2
         """,
         n,
         k,
+    )
+    await conn.execute(
+        "INSERT INTO stage_counts (stage, n) SELECT stage, count(*) FROM profiles GROUP BY stage"
     )
     await conn.execute(
         """

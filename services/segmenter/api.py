@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -64,7 +65,7 @@ def admin_router(auth: Any) -> APIRouter:
                     {"id": uid},
                 )
             ).all()
-        state: dict[str, Any] = row.state
+        state: dict[str, Any] = orjson.loads(row.state)
         return {
             "userId": row.user_id,
             "stage": row.stage,

@@ -86,10 +86,12 @@ class SegmenterHandler:
             if late:
                 more = await store.lock_profiles(session, late, now)
                 locked.states.update(more.states)
+                locked.stages.update(more.stages)
                 locked.created |= more.created
         inputs = [(m.value, m.input_id) for m in messages]
         result = apply_batch(_parse(locked.states), links, inputs, self._cfg, now)
-        await self._write(session, result, locked.created)
+        armed = await store.armed_timers(session, IDLE_TIMER, sorted(locked.stages))
+        await self._write(session, result, locked.created, locked.stages, armed)
 
     # -- timers ---------------------------------------------------------------------------------
 
@@ -109,12 +111,27 @@ class SegmenterHandler:
             else:
                 fire.append((t.key, t.due_at))
         result = apply_timers(_parse({k: locked.states[k] for k, _ in fire}), fire, self._cfg)
-        await self._write(session, result, set())
+        await self._write(session, result, set(), locked.stages, {})  # fired timers: none armed
         return handled
 
     # -- writing --------------------------------------------------------------------------------
 
-    async def _write(self, session: AsyncSession, result: BatchResult, created: set[str]) -> None:
+    async def _write(
+        self,
+        session: AsyncSession,
+        result: BatchResult,
+        created: set[str],
+        stages: dict[str, str],
+        armed: dict[str, datetime],
+    ) -> None:
+        """Write `result`. `created`: placeholder rows made for this unit of work; `stages`: the
+        stored stage of every locked profile counted in `stage_counts`; `armed`: the profiles'
+        idle timers already armed (`store.armed_timers`).
+
+        A profile's timer is moved only when its next deadline comes *earlier* than the armed
+        one (or none is armed). A timer due before the deadline fires early, finds nothing
+        changed at that instant (nothing changes before the deadline) and re-arms itself to the
+        deadline: once per user per deadline period, instead of a timer write per event."""
         await store.link_identities(session, result.links)
         await store.mark_merged(session, result.merges)
         rows = []
@@ -125,7 +142,7 @@ class SegmenterHandler:
             rows.append(
                 store.ProfileRow(
                     user_id=uid,
-                    state_json=state.to_json().decode(),
+                    state=state.to_json(),
                     stage=state.stage,
                     activated=state.activated,
                     first_seen=state.first_seen,
@@ -133,6 +150,7 @@ class SegmenterHandler:
                 )
             )
         await store.save_profiles(session, rows)
+        await store.add_stage_counts(session, stage_deltas(stages, created, rows, result.merges))
         saved = {r.user_id for r in rows}
         await store.drop_placeholders(session, created - saved - {a for a, _ in result.merges})
         await store.add_history(
@@ -154,12 +172,43 @@ class SegmenterHandler:
                 for profile, out in result.outputs
             ],
         )
-        arm = [timers.Timer(IDLE_TIMER, uid, at) for uid, at in result.timers.items() if at is not None]
+        arm = [
+            timers.Timer(IDLE_TIMER, uid, at)
+            for uid, at in result.timers.items()
+            if at is not None and (uid not in armed or at < armed[uid])
+        ]
         disarm = [uid for uid, at in result.timers.items() if at is None]
         await timers.schedule(session, arm)
         await timers.cancel(session, IDLE_TIMER, disarm)
         if result.amounts_rejected and self._metrics is not None:
             self._metrics.amounts_rejected.inc(result.amounts_rejected)
+
+
+def stage_deltas(
+    before: dict[str, str],
+    created: set[str],
+    saved: Sequence[store.ProfileRow],
+    merges: Sequence[tuple[str, str]],
+) -> dict[str, int]:
+    """Users entering (+) and leaving (-) each stage when `saved` and `merges` are written.
+
+    `before`: the stored stage of each counted profile (not merged); `created`: placeholders,
+    counted once saved. A merged profile stops counting; one merged earlier never counts again.
+    """
+    after = dict(before)
+    for row in saved:
+        if row.user_id in before or row.user_id in created:
+            after[row.user_id] = row.stage
+    for anon, _ in merges:
+        after.pop(anon, None)
+    deltas: dict[str, int] = {}
+    for uid, stage in before.items():
+        if after.get(uid) != stage:
+            deltas[stage] = deltas.get(stage, 0) - 1
+    for uid, stage in after.items():
+        if before.get(uid) != stage:
+            deltas[stage] = deltas.get(stage, 0) + 1
+    return deltas
 
 
 def _parse(states: dict[str, dict[str, object] | None]) -> dict[str, UserState | None]:

@@ -51,6 +51,8 @@ class SegmenterMetrics:
         )
 
     async def refresh(self, engine: AsyncEngine) -> None:
+        async with engine.begin() as conn:
+            await analytics.fold_stage_counts(conn)
         async with engine.connect() as conn:
             stages = await analytics.stage_counts(conn)
             segments = await analytics.segment_counts(conn)

@@ -24,8 +24,8 @@ class SegmenterSettings(BaseServiceSettings):
     # Event batches in flight at once (each from its own share of the partitions), so one
     # batch's database round trips overlap another's Python work.
     segmenter_lanes: int = Field(default=2, ge=1, le=16)
-    # How often the business gauges (users per stage, segment sizes) are recounted: each
-    # recount scans the profiles table (about 1 s of PostgreSQL time at 1M profiles).
+    # How often the business gauges (users per stage, segment sizes) are refreshed. Users per
+    # stage are kept as deltas (cheap); segment sizes count the segment_members table.
     segmenter_metrics_every: float = Field(default=30.0, gt=0)
     segmenter_instance_id: str | None = None  # stable per replica (e.g. the pod name): fast restarts
     segmenter_session_timeout_ms: int = Field(default=30_000, ge=6_000, le=300_000)

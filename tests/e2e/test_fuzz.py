@@ -164,10 +164,8 @@ async def live_profiles(database: str) -> dict[str, UserState]:
     engine = create_async_engine(database)
     try:
         async with engine.connect() as conn:
-            rows = await conn.execute(
-                text("SELECT user_id, state::text FROM profiles WHERE merged_into IS NULL")
-            )
-            return {user: UserState.from_json(state) for user, state in rows if state != "{}"}
+            rows = await conn.execute(text("SELECT user_id, state FROM profiles WHERE merged_into IS NULL"))
+            return {user: UserState.from_json(state) for user, state in rows if state}
     finally:
         await engine.dispose()
 

@@ -184,10 +184,25 @@ async def lifecycle(
 
 
 async def stage_counts(conn: AsyncConnection) -> dict[str, int]:
+    """Users per stage (profiles not merged into another), from the `stage_counts` deltas."""
     rows = await conn.execute(
-        text("SELECT stage, count(*) AS n FROM profiles WHERE merged_into IS NULL GROUP BY stage")
+        text("SELECT stage, sum(n) AS n FROM stage_counts GROUP BY stage HAVING sum(n) <> 0")
     )
-    return {r.stage: r.n for r in rows}
+    return {r.stage: int(r.n) for r in rows}
+
+
+async def fold_stage_counts(conn: AsyncConnection) -> None:
+    """Replace the `stage_counts` deltas by one row per stage (same sums), in one statement.
+
+    Rows a concurrent writer has not committed yet are invisible to it and stay; two folds at
+    once each fold the rows they deleted, so every sum is kept.
+    """
+    await conn.execute(
+        text(
+            "WITH gone AS (DELETE FROM stage_counts RETURNING stage, n) "
+            "INSERT INTO stage_counts (stage, n) SELECT stage, sum(n) FROM gone GROUP BY stage"
+        )
+    )
 
 
 async def segment_counts(conn: AsyncConnection) -> dict[str, int]:

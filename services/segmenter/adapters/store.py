@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Final
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,7 +20,8 @@ from shared.runtime.locks import RowLock, lock_rows
 @dataclass(frozen=True, slots=True)
 class ProfileRow:
     user_id: str
-    state_json: str
+    state: bytes
+    """The state's stored form (`UserState.to_json`)."""
     stage: str
     activated: bool
     first_seen: datetime
@@ -61,11 +63,11 @@ async def link_identities(session: AsyncSession, links: Sequence[tuple[str, str]
 PROFILE_LOCK: Final = RowLock(
     table="profiles",
     key="user_id",
-    columns=("state", "merged_into"),
+    columns=("state", "stage", "merged_into"),
     # A placeholder row holds a first-seen user's lock; `drop_placeholders` removes unfilled ones.
     insert=(
         "INSERT INTO profiles (user_id, state, stage, first_seen) "
-        "SELECT u, '{}'::jsonb, 'new', :now FROM unnest(CAST(:keys AS text[])) AS u "
+        "SELECT u, ''::bytea, 'new', :now FROM unnest(CAST(:keys AS text[])) AS u "
         "ON CONFLICT (user_id) DO NOTHING RETURNING user_id"
     ),
 )
@@ -77,12 +79,14 @@ class LockedProfiles:
     """Profiles locked for one unit of work.
 
     `states`: user id → stored state (None: a row without state yet, a placeholder created just
-    now — listed in `created` — or a profile merged into another). `busy`: rows another
+    now — listed in `created` — or a profile merged into another). `stages`: the stored stage
+    of every row counted in `stage_counts` (existing and not merged). `busy`: rows another
     transaction holds (`skip_locked` only). `missing`: ids with no row at all (`skip_locked`
     only; without it a placeholder is created).
     """
 
     states: dict[str, dict[str, Any] | None]
+    stages: dict[str, str] = field(default_factory=dict)
     created: set[str] = field(default_factory=set)
     busy: set[str] = field(default_factory=set)
     missing: set[str] = field(default_factory=set)
@@ -101,11 +105,24 @@ async def lock_profiles(
     locked = await lock_rows(
         session, PROFILE_LOCK, user_ids, create=not skip_locked, skip_locked=skip_locked, params={"now": now}
     )
-    states: dict[str, dict[str, Any] | None] = {
-        uid: (r.state or None) if r.merged_into is None else None for uid, r in locked.rows.items()
-    }
+    states: dict[str, dict[str, Any] | None] = {}
+    stages: dict[str, str] = {}
+    for uid, r in locked.rows.items():
+        if r.merged_into is None:
+            states[uid] = _decode(r.state)
+            stages[uid] = r.stage
+        else:
+            states[uid] = None
     states.update(dict.fromkeys(locked.created))
-    return LockedProfiles(states, locked.created, locked.busy, locked.missing)
+    return LockedProfiles(states, stages, locked.created, locked.busy, locked.missing)
+
+
+def _decode(state: bytes | None) -> dict[str, Any] | None:
+    """A stored state's JSON form; None for a placeholder (empty; `{}` before revision 0004)."""
+    if not state:
+        return None
+    decoded: dict[str, Any] | None = orjson.loads(state) or None
+    return decoded
 
 
 async def drop_placeholders(session: AsyncSession, user_ids: Iterable[str]) -> None:
@@ -122,7 +139,7 @@ async def save_profiles(session: AsyncSession, rows: Sequence[ProfileRow]) -> No
             """
             UPDATE profiles p SET state = u.state, stage = u.stage, activated = u.activated,
                    first_seen = u.first_seen, last_activity_at = u.last_activity_at, updated_at = now()
-            FROM unnest(CAST(:ids AS text[]), CAST(:states AS jsonb[]), CAST(:stages AS text[]),
+            FROM unnest(CAST(:ids AS text[]), CAST(:states AS bytea[]), CAST(:stages AS text[]),
                         CAST(:activated AS boolean[]), CAST(:first AS timestamptz[]),
                         CAST(:last AS timestamptz[]))
                  AS u(user_id, state, stage, activated, first_seen, last_activity_at)
@@ -131,7 +148,7 @@ async def save_profiles(session: AsyncSession, rows: Sequence[ProfileRow]) -> No
         ),
         {
             "ids": [r.user_id for r in rows],
-            "states": [r.state_json for r in rows],
+            "states": [r.state for r in rows],
             "stages": [r.stage for r in rows],
             "activated": [r.activated for r in rows],
             "first": [r.first_seen for r in rows],
@@ -162,7 +179,7 @@ async def mark_merged(session: AsyncSession, merges: Sequence[tuple[str, str]]) 
 # Each statement also filters the merged ids with `= ANY(:anons)`, so the planner looks them up
 # by index instead of hashing the whole table against the (estimated) 100 rows of unnest.
 _MERGE_STATEMENTS = (
-    "UPDATE profiles p SET merged_into = m.u, state = '{}'::jsonb FROM {m} "
+    "UPDATE profiles p SET merged_into = m.u, state = ''::bytea FROM {m} "
     "WHERE p.user_id = m.a AND p.user_id = ANY(:anons)",
     "UPDATE stage_history h SET user_id = m.u FROM {m} WHERE h.user_id = m.a AND h.user_id = ANY(:anons)",
     "INSERT INTO activity_days (user_id, day) SELECT m.u, d.day FROM activity_days d JOIN {m} "
@@ -268,3 +285,33 @@ async def set_segments(
                 "since": [t for _, _, t in entered],
             },
         )
+
+
+async def add_stage_counts(session: AsyncSession, deltas: dict[str, int]) -> None:
+    """Record how many users entered (positive) or left (negative) each stage in this unit of
+    work: appended rows, so concurrent writers never wait on one counter row."""
+    changed = {stage: n for stage, n in deltas.items() if n}
+    if changed:
+        await session.execute(
+            text(
+                "INSERT INTO stage_counts (stage, n) "
+                "SELECT * FROM unnest(CAST(:stages AS text[]), CAST(:ns AS bigint[]))"
+            ),
+            {"stages": list(changed), "ns": list(changed.values())},
+        )
+
+
+async def armed_timers(session: AsyncSession, kind: str, keys: Sequence[str]) -> dict[str, datetime]:
+    """key → due instant of the `kind` timers (the runtime's `timers` table) of `keys` that are
+    armed and offered normally (not retrying, not dead). Read after the keys' profiles are
+    locked: any firing that changed them has committed by then."""
+    if not keys:
+        return {}
+    rows = await session.execute(
+        text(
+            "SELECT key, due_at FROM timers WHERE kind = :kind AND key = ANY(:keys) "
+            "AND dead_at IS NULL AND retry_at IS NULL"
+        ),
+        {"kind": kind, "keys": list(keys)},
+    )
+    return {r.key: r.due_at for r in rows}

@@ -1,4 +1,4 @@
-"""`UserState`: everything the segmenter knows about one user, and its JSON form (stored as JSONB).
+"""`UserState`: everything the segmenter knows about one user, and its JSON form (stored as bytes).
 
 The state holds *facts* (what happened, when) from which the lifecycle stage is derived at any
 `now`, plus the last *decisions* (stage, segments, RFM scores) so changes can be announced once.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -61,6 +62,10 @@ async def test_replay_of_the_same_events_gives_the_live_stages(
     replayed = {uid: s.stage for uid, s in result.states.items()}
     assert replayed == live
     assert len(live) == 400 + 15  # 15 anonymous visitors never signed up; 15 were merged
+    # Users per stage are kept as deltas per batch (merges included): they match a full count.
+    counts = await seg.get("/v1/stages")
+    assert counts["total"] == len(live)
+    assert {s: n for s, n in counts["stages"].items() if n} == dict(Counter(live.values()))
 
 
 async def test_activity_retention_and_lifecycle_analytics(
