@@ -3,7 +3,10 @@
 Data-driven: a service runs locally once its package has a `__main__.py`, so rewards and notifier
 join `make run` by existing. Each local replica gets a stable Kafka instance id
 (`local-<service>-<n>`): a restarted consumer then takes its partitions back at once (static
-membership) instead of waiting a session timeout for its old self to expire.
+membership) instead of waiting a session timeout for its old self to expire. The segmenter can
+run as several processes (`USEROPS_SEGMENTER_PROCESSES`, `make run SEGMENTER_PROCESSES=2`): they
+share its partitions, each with its own instance id `local-segmenter-<n>` and HTTP port
+(`REPLICA_PORT_STEP`).
 """
 
 from __future__ import annotations
@@ -39,14 +42,30 @@ def local_services() -> tuple[str, ...]:
     return tuple(n for n in KNOWN_SERVICES if (REPO_ROOT / "services" / n / "__main__.py").is_file())
 
 
+REPLICA_PORT_STEP: Final = 100
+"""Replica n (from 0) of a service listens on the service's port + n * this (8001, 8101, ...)."""
+
+
 def instance_id(service: str, replica: int = 0) -> str:
     """The stable consumer-group instance id of one local replica."""
     return f"local-{service}-{replica}"
 
 
-def service_port(settings: StackSettings, service: str) -> int:
+def replica_name(service: str, replica: int) -> str:
+    """The supervisor's name of a replica: the service's own for the first, `<service>-<n>` after."""
+    return service if replica == 0 else f"{service}-{replica}"
+
+
+def service_port(settings: StackSettings, name: str) -> int:
+    """The HTTP port of a service or of one of its replicas (`replica_name`)."""
+    service, _, replica = name.partition("-")
     port: int = getattr(settings, f"{service}_port")
-    return port
+    return port + REPLICA_PORT_STEP * int(replica or 0)
+
+
+def replicas(settings: StackSettings, service: str) -> int:
+    """How many processes of `service` run locally (only the segmenter's count is a setting)."""
+    return settings.segmenter_processes if service == "segmenter" else 1
 
 
 def service_env(settings: StackSettings, base: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
@@ -58,7 +77,8 @@ def service_env(settings: StackSettings, base: Mapping[str, str], names: tuple[s
         "USEROPS_PG_PORT": str(settings.pg_port),
     }
     for name in names:
-        env[f"USEROPS_{name.upper()}_PORT"] = str(service_port(settings, name))
+        if "-" not in name:  # a replica's own port is in its own environment only
+            env[f"USEROPS_{name.upper()}_PORT"] = str(service_port(settings, name))
     return env
 
 
@@ -83,20 +103,27 @@ def service_specs(settings: StackSettings, env: Mapping[str, str]) -> list[Servi
             )
         )
     for name in names:
-        own = dict(env)
-        if name == "notifier":
-            for key, value in DEV_NOTIFIER_ENV.items():
-                own.setdefault(key, value)
-        if name in CONSUMERS:
-            own.setdefault(f"USEROPS_{name.upper()}_INSTANCE_ID", instance_id(name))
-        port = service_port(settings, name)
-        specs.append(
-            ServiceSpec(
-                name=name,
-                command=(sys.executable, "-m", f"services.{name}"),
-                env=own,
-                ready_url=f"http://127.0.0.1:{port}/ready",
-                cwd=REPO_ROOT,
+        count = replicas(settings, name)
+        for replica in range(count):
+            own = dict(env)
+            if name == "notifier":
+                for key, value in DEV_NOTIFIER_ENV.items():
+                    own.setdefault(key, value)
+            if name in CONSUMERS:
+                if count > 1:  # one id per process: each keeps its own partitions across restarts
+                    own[f"USEROPS_{name.upper()}_INSTANCE_ID"] = instance_id(name, replica)
+                else:
+                    own.setdefault(f"USEROPS_{name.upper()}_INSTANCE_ID", instance_id(name))
+            spec_name = replica_name(name, replica)
+            port = service_port(settings, spec_name)
+            own[f"USEROPS_{name.upper()}_PORT"] = str(port)
+            specs.append(
+                ServiceSpec(
+                    name=spec_name,
+                    command=(sys.executable, "-m", f"services.{name}"),
+                    env=own,
+                    ready_url=f"http://127.0.0.1:{port}/ready",
+                    cwd=REPO_ROOT,
+                )
             )
-        )
     return specs

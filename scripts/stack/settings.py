@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scripts.stack.kafka import REPO_ROOT, KafkaNode
@@ -24,6 +25,14 @@ class StackSettings(BaseSettings):
     segmenter_port: int = 8001
     rewards_port: int = 8002
     notifier_port: int = 8003
+    # Segmenter processes on this machine (`make run SEGMENTER_PROCESSES=2`): one consumer group,
+    # the partitions shared out, each process with its own instance id and HTTP port.
+    segmenter_processes: int = Field(
+        default=1,
+        ge=1,
+        le=12,
+        validation_alias=AliasChoices("USEROPS_SEGMENTER_PROCESSES", "SEGMENTER_PROCESSES"),
+    )
 
     @property
     def kafka(self) -> KafkaNode:
