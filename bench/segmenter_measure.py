@@ -146,8 +146,16 @@ class Service:
 
 
 def start_service(
-    home: Path, bootstrap: str, db_url: str, topics: dict[str, str], group: str, extra: dict[str, str]
+    home: Path,
+    bootstrap: str,
+    db_url: str,
+    topics: dict[str, str],
+    group: str,
+    extra: dict[str, str],
+    *,
+    root: Path | None = None,
 ) -> Service:
+    """`python -m services.segmenter` of this checkout, or of the one at `root` (to compare)."""
     port = free_port()
     env = {
         **os.environ,
@@ -163,11 +171,11 @@ def start_service(
         "USEROPS_LOG_LEVEL": "WARNING",
         **extra,
     }
-    log = home / f"segmenter-{group}.log"
+    log = home / f"segmenter-{group}-{port}.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.segmenter"],
         env=env,
-        cwd=REPO,
+        cwd=root or REPO,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )

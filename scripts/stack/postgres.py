@@ -20,6 +20,22 @@ from scripts.stack.errors import StackError
 from scripts.stack.procs import port_in_use
 
 SERVICE_DATABASES = ("segmenter", "rewards", "notifier")
+
+WORKLOAD_SETTINGS: tuple[tuple[str, str], ...] = (
+    # Many small write transactions, each committed durably (fsync and synchronous_commit stay
+    # on): what costs is WAL volume and checkpoints, not reads.
+    ("shared_buffers", "512MB"),  # the hot profiles, their indexes and the dedupe keys stay cached
+    ("wal_buffers", "32MB"),
+    # Checkpoints rarely: after each one, the first change of every page logs the whole page.
+    ("max_wal_size", "8GB"),
+    ("min_wal_size", "1GB"),
+    ("checkpoint_timeout", "15min"),
+    ("wal_compression", "on"),  # the full pages that are still logged, compressed
+    ("effective_io_concurrency", "200"),  # SSD storage
+    ("random_page_cost", "1.1"),
+)
+"""PostgreSQL settings for the services' workload, applied by the local stack, the tests and the
+benchmarks (README, "Performance: segmenter"). Durability is unchanged."""
 _OS_USER = "embedded_postgres"  # postgres refuses to run as root
 
 
@@ -55,6 +71,7 @@ class PostgresNode:
     home: Path
     port: int = 5432
     fsync: bool = True
+    settings: tuple[tuple[str, str], ...] = WORKLOAD_SETTINGS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", self.home.resolve())
@@ -145,8 +162,8 @@ class PostgresNode:
         # TCP only: a Unix socket path under a deep work tree can exceed the 107-byte limit.
         opts = (
             f"-h 127.0.0.1 -p {self.port} -k '' -c max_connections=300 "
-            f"-c shared_buffers=256MB -c fsync={'on' if self.fsync else 'off'} "
-            "-c max_locks_per_transaction=256"
+            f"-c fsync={'on' if self.fsync else 'off'} -c max_locks_per_transaction=256 "
+            + " ".join(f"-c {name}={value}" for name, value in self.settings)
         )
         self._run(
             "pg_ctl",
