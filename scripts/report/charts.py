@@ -135,8 +135,9 @@ def active(days: Sequence[ActiveDay]) -> go.Figure:
 
 def core(c: CoreUsers) -> go.Figure:
     """Bars: members of each value segment now, the `core` layer highlighted, MAU for scale."""
-    names = ["MAU", *sorted(c.segments, key=lambda s: (s != "core", s))]
-    values = [c.mau, *(c.segments[s] for s in names[1:])]
+    segments = {**c.segments, "core": c.core}  # the core bar shows even while it is empty
+    names = ["MAU", *sorted(segments, key=lambda s: (s != "core", s))]
+    values = [c.mau, *(segments[s] for s in names[1:])]
     colours = ["#bdbdbd", *("#3182bd" if s == "core" else "#9ecae1" for s in names[1:])]
     return _figure(
         go.Bar(x=names, y=values, marker={"color": colours}, text=values, textposition="outside"),

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from scripts.cli import app
-from scripts.report import derive
-from scripts.report.data import Campaign, Economy, Missing
+from scripts.report import charts, derive
+from scripts.report.data import Campaign, CoreUsers, Economy, Missing
 from scripts.report.derive import Transition
 from scripts.report.render import render, sections
 from scripts.report.sample import sample_report
@@ -150,3 +150,11 @@ def test_the_command_writes_a_sample_report(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["report", "--sample", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert charts_in(out.read_text(encoding="utf-8")) == ALL_CHARTS
+
+
+def test_the_core_bar_shows_while_nobody_is_core() -> None:
+    data = sample_report(NOW)
+    assert isinstance(data.core, CoreUsers)
+    empty = replace(data.core, core=0, segments={"loyal": 3})
+    bars = charts.core(empty).data[0]
+    assert list(bars.x) == ["MAU", "core", "loyal"] and list(bars.y) == [data.core.mau, 0, 3]
