@@ -19,7 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.ids import timer_input_id
 
-ARMED = "shared.runtime.timers.armed"  # session.info key: (kind, key) -> due_at armed in this transaction
+# session.info key, set by the timer worker around its handler: (kind, key) -> the due_at armed in
+# this transaction, or None for a cancelled timer.
+ARMED = "shared.runtime.timers.armed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,21 +64,46 @@ _CANCEL = text(
     "WHERE t.kind = c.kind AND t.key = c.key"
 )
 _OFFERED = "dead_at IS NULL AND (retry_at IS NULL OR retry_at <= :now)"
-CLAIM = text(
+_COLUMNS = "kind, key, due_at, payload, attempts, retry_at, last_error"
+# Claiming is deleting: one statement takes up to :n due rows (oldest first, skipping rows another
+# worker holds) and hands them to the handler in the same transaction. A rollback puts them back;
+# a commit has spent them. Those the handler leaves unhandled are put back (`REOFFER`).
+_CLAIM = text(
     f"""
-    SELECT kind, key, due_at, payload, attempts FROM timers
-    WHERE due_at <= :now AND kind = ANY(:kinds) AND {_OFFERED}
-    ORDER BY due_at LIMIT :n
-    FOR UPDATE SKIP LOCKED
+    WITH claimed AS (
+        DELETE FROM timers WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM timers
+            WHERE due_at <= :now AND kind = ANY(:kinds) AND {_OFFERED}
+            ORDER BY due_at LIMIT :n
+            FOR UPDATE SKIP LOCKED
+        ))
+        RETURNING {_COLUMNS}
+    )
+    SELECT {_COLUMNS} FROM claimed ORDER BY due_at
     """
 )
+# A failed batch's timers, one at a time: the row is locked first (outside the savepoint the
+# handler runs in, so a failure can still be recorded on it), then taken like `CLAIM` takes rows.
 CLAIM_ONE = text(
     f"""
-    SELECT kind, key, due_at, payload, attempts FROM timers
+    SELECT {_COLUMNS} FROM timers
     WHERE kind = :kind AND key = :key AND due_at = :due AND {_OFFERED}
     FOR UPDATE SKIP LOCKED
     """
 )
+TAKE_ONE = text("DELETE FROM timers WHERE kind = :kind AND key = :key AND due_at = :due")
+# Timers the handler did not handle (their user was busy) go back as they were, unless the handler
+# armed or cancelled the same (kind, key) meanwhile: its new word wins.
+REOFFER = text(
+    f"""
+    INSERT INTO timers ({_COLUMNS})
+    SELECT * FROM unnest(CAST(:kinds AS text[]), CAST(:keys AS text[]), CAST(:dues AS timestamptz[]),
+                         CAST(:payloads AS jsonb[]), CAST(:attempts AS integer[]),
+                         CAST(:retry_ats AS timestamptz[]), CAST(:errors AS text[]))
+    ON CONFLICT (kind, key) DO NOTHING
+    """
+)
+# A timer the handler re-armed to the very instant that just fired has fired for that instant.
 DELETE_FIRED = text(
     """
     DELETE FROM timers t
@@ -117,13 +144,25 @@ _REPLAY_DEAD = text(
 )
 
 
+async def claim(session: AsyncSession, now: datetime, kinds: Sequence[str], n: int) -> list[Any]:
+    """Take up to `n` timers of `kinds` due at `now` in the session's transaction (see `_CLAIM`).
+
+    Rows of `_COLUMNS`, oldest due first, as the driver returned them (index them by position):
+    wrapping thousands of rows per batch in SQLAlchemy rows cost more than the rest of the firing.
+    """
+    result = await session.execute(_CLAIM, {"now": now, "kinds": list(kinds), "n": n})
+    rows: list[Any] = result.cursor.fetchall()  # type: ignore[attr-defined]
+    return rows
+
+
 async def schedule(session: AsyncSession, timers: Sequence[Timer]) -> None:
     """Arm (or re-arm) timers in the caller's transaction; a re-armed timer starts afresh."""
     if not timers:
         return
-    armed = session.info.setdefault(ARMED, {})
-    for t in timers:
-        armed[(t.kind, t.key)] = t.due_at
+    armed = session.info.get(ARMED)
+    if armed is not None:
+        for t in timers:
+            armed[(t.kind, t.key)] = t.due_at
     await session.execute(
         _UPSERT,
         {
@@ -139,9 +178,9 @@ async def cancel(session: AsyncSession, kind: str, keys: Sequence[str]) -> None:
     """Disarm timers in the caller's transaction (dead ones included)."""
     if keys:
         armed = session.info.get(ARMED)
-        if armed:
+        if armed is not None:
             for key in keys:
-                armed.pop((kind, key), None)
+                armed[(kind, key)] = None
         await session.execute(_CANCEL, {"kinds": [kind] * len(keys), "keys": list(keys)})
 
 

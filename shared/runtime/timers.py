@@ -21,8 +21,9 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -172,16 +173,12 @@ class TimerWorker(WorkLoop):
         claimed: list[Timer] = []
         try:
             async with self._sessions() as session, session.begin():
-                rows = (
-                    await session.execute(
-                        store.CLAIM, {"now": now, "kinds": self._kinds, "n": self._batch_size}
-                    )
-                ).all()
+                rows = await store.claim(session, now, self._kinds, self._batch_size)
                 if not rows:
                     self._metrics.timer_backlog.set(0)
                     return 0
-                claimed = [Timer(r.kind, r.key, r.due_at, r.payload) for r in rows]
-                handled = await self._fire(session, claimed, now)
+                claimed = [Timer(r[0], r[1], r[2], r[3]) for r in rows]
+                handled = await self._fire(session, claimed, rows, now)
                 await self._measure_backlog(session, now, len(rows), len(handled))
         except Exception as exc:
             if is_retryable(exc) or not claimed:
@@ -199,23 +196,46 @@ class TimerWorker(WorkLoop):
             await asyncio.sleep(0.02)
         return len(handled)
 
-    async def _fire(self, session: AsyncSession, due: Sequence[Timer], now: datetime) -> list[Timer]:
-        """Run the handler on `due` in `session`'s transaction and delete the timers it spent."""
-        session.info[store.ARMED] = {}
+    async def _fire(
+        self, session: AsyncSession, due: Sequence[Timer], rows: Sequence[Sequence[Any]], now: datetime
+    ) -> list[Timer]:
+        """Run the handler on `due`, claimed (deleted) in `session`'s transaction; put back the rest.
+
+        `rows` are the claimed rows (`store.claim`'s columns), in the order of `due`.
+        """
+        armed: dict[tuple[str, str], datetime | None] = {}
+        session.info[store.ARMED] = armed
         try:
             handled = list(await self._handler.on_timers(session, due, now))
         finally:
-            armed = session.info.pop(store.ARMED, {})
-        # A row the handler re-armed to another instant has moved on; deleting it by its old
-        # `due_at` would match nothing, so only the others are sent.
-        spent = [t for t in handled if armed.get((t.kind, t.key), t.due_at) == t.due_at]
-        if spent:
+            session.info.pop(store.ARMED, None)
+        # A timer left unhandled goes back as it was, unless the handler armed or cancelled it.
+        # Handlers return the very objects they were given: compare identities first (cheap).
+        same = {id(t) for t in handled}
+        rest = [(t, r) for t, r in zip(due, rows, strict=True) if id(t) not in same]
+        fired = {(t.kind, t.key, t.due_at) for t in handled} if rest else set()
+        back = [r for t, r in rest if (t.kind, t.key, t.due_at) not in fired and (t.kind, t.key) not in armed]
+        if back:
+            await session.execute(
+                store.REOFFER,
+                {
+                    "kinds": [r[0] for r in back],
+                    "keys": [r[1] for r in back],
+                    "dues": [r[2] for r in back],
+                    "payloads": [orjson.dumps(r[3]).decode() for r in back],
+                    "attempts": [r[4] for r in back],
+                    "retry_ats": [r[5] for r in back],
+                    "errors": [r[6] for r in back],
+                },
+            )
+        again = [t for t in handled if armed.get((t.kind, t.key)) == t.due_at]
+        if again:
             await session.execute(
                 store.DELETE_FIRED,
                 {
-                    "kinds": [t.kind for t in spent],
-                    "keys": [t.key for t in spent],
-                    "dues": [t.due_at for t in spent],
+                    "kinds": [t.kind for t in again],
+                    "keys": [t.key for t in again],
+                    "dues": [t.due_at for t in again],
                 },
             )
         return handled
@@ -224,13 +244,9 @@ class TimerWorker(WorkLoop):
         """Fire each timer of a failed batch alone; record the failure of those that fail alone."""
         done = 0
         for timer in batch:
+            key = {"kind": timer.kind, "key": timer.key, "due": timer.due_at}
             async with self._sessions() as session, session.begin():
-                row = (
-                    await session.execute(
-                        store.CLAIM_ONE,
-                        {"kind": timer.kind, "key": timer.key, "due": timer.due_at, "now": now},
-                    )
-                ).one_or_none()
+                row = (await session.execute(store.CLAIM_ONE, {**key, "now": now})).one_or_none()
                 if row is None:
                     continue  # fired, re-armed or claimed by another worker meanwhile
                 one = Timer(row.kind, row.key, row.due_at, row.payload)
@@ -240,7 +256,8 @@ class TimerWorker(WorkLoop):
                     continue
                 try:
                     async with session.begin_nested():
-                        handled = await self._fire(session, [one], now)
+                        await session.execute(store.TAKE_ONE, key)
+                        handled = await self._fire(session, [one], [row], now)
                 except Exception as exc:
                     if is_retryable(exc):
                         raise
@@ -289,8 +306,9 @@ class TimerWorker(WorkLoop):
         elif self._clock() >= self._next_backlog_count:
             # Counting a large backlog costs a scan: at most every few seconds.
             self._next_backlog_count = self._clock() + _BACKLOG_COUNT_EVERY
+            # The batch's claimed rows are deleted by now and its unhandled ones back: all counted.
             count = await session.execute(store.COUNT_DUE, {"now": now, "kinds": self._kinds})
-            self._metrics.timer_backlog.set(int(count.scalar_one()) - handled)
+            self._metrics.timer_backlog.set(int(count.scalar_one()))
 
     async def _count_dead(self, session: AsyncSession) -> None:
         self._next_dead_count = self._clock() + _BACKLOG_COUNT_EVERY

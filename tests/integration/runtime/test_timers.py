@@ -1,11 +1,12 @@
-"""Durable timers on a real PostgreSQL: a poison timer never stops the others, nor the workers."""
+"""Durable timers on a real PostgreSQL: a poison timer never stops the others, nor the workers;
+what a set-based batch claims, spends, puts back and re-arms."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +24,7 @@ from shared.runtime.schema import RUNTIME_DDL
 from tests.conftest import eventually
 
 FIRED_DDL = "CREATE TABLE fired (timer_key text, due_at timestamptz, PRIMARY KEY (timer_key, due_at))"
+Body = Callable[[AsyncSession, Sequence[timers.Timer]], Awaitable[Iterable[timers.Timer]]]
 
 
 @dataclass
@@ -79,10 +81,12 @@ async def _row(engine: AsyncEngine, key: str) -> dict[str, object] | None:
     return None if row is None else dict(row._mapping)
 
 
-async def _schedule(sessions: async_sessionmaker[AsyncSession], keys: Iterable[str]) -> None:
-    now = datetime.now(UTC)
+async def _schedule(sessions: async_sessionmaker[AsyncSession], keys: Iterable[str]) -> datetime:
+    """Arm a timer per key, due a second ago; return that instant."""
+    due = datetime.now(UTC) - timedelta(seconds=1)
     async with sessions() as s, s.begin():
-        await timers.schedule(s, [timers.Timer("idle", k, now - timedelta(seconds=1)) for k in keys])
+        await timers.schedule(s, [timers.Timer("idle", k, due) for k in keys])
+    return due
 
 
 def _workers(
@@ -170,6 +174,7 @@ async def test_permanent_error_kills_the_timer_at_once_and_a_re_arm_revives_it(e
         row = await eventually(lambda: _dead_row(engine, "gone"))
         assert row["attempts"] == 1
         assert "no such user: gone" in str(row["last_error"])
+        await eventually(lambda: _has(engine, "ok"))  # fired alone, before or after `gone` failed
         assert await _fired(engine) == {"ok"}
         # Re-arming (the user came back) gives the timer a clean slate.
         handler.permanent.clear()
@@ -224,3 +229,151 @@ def _attempts(calls: list[float]) -> list[float]:
 
 def _labels() -> dict[str, str]:
     return {"service": "test", "kind": "idle"}
+
+
+# --------------------------------------------------------------------------- set-based batches
+
+
+class BatchHandler:
+    """Records what it handles in `fired` (a second firing of one instant breaks its key)."""
+
+    def __init__(self, body: Body | None = None) -> None:
+        self.body = body
+
+    async def on_timers(
+        self, session: AsyncSession, due: Sequence[timers.Timer], now: datetime
+    ) -> Iterable[timers.Timer]:
+        handled = list(await self.body(session, due)) if self.body else list(due)
+        if handled:
+            await session.execute(
+                text("INSERT INTO fired SELECT * FROM unnest(CAST(:k AS text[]), CAST(:d AS timestamptz[]))"),
+                {"k": [t.key for t in handled], "d": [t.due_at for t in handled]},
+            )
+        return handled
+
+
+def _batch_workers(
+    sessions: async_sessionmaker[AsyncSession],
+    handler: BatchHandler,
+    registry: CollectorRegistry,
+    batch: int,
+    n: int = 1,
+) -> list[timers.TimerWorker]:
+    metrics = RuntimeMetrics.create(registry, "test")
+    return [
+        timers.TimerWorker(sessions, handler, ["idle"], metrics, "test", batch_size=batch, registry=registry)
+        for _ in range(n)
+    ]
+
+
+async def _rows(engine: AsyncEngine) -> dict[str, dict[str, object]]:
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text("SELECT key, due_at, payload, attempts, retry_at, last_error, dead_at FROM timers")
+            )
+        ).all()
+    return {r.key: dict(r._mapping) for r in rows}
+
+
+async def _firings(engine: AsyncEngine) -> list[tuple[str, datetime]]:
+    async with engine.connect() as conn:
+        return [(r.timer_key, r.due_at) for r in await conn.execute(text("SELECT * FROM fired"))]
+
+
+async def test_timers_of_busy_users_go_back_as_they_were_and_fire_once_free(engine: AsyncEngine) -> None:
+    sessions = session_factory(engine)
+    due = datetime.now(UTC) - timedelta(seconds=5)
+    async with sessions() as s, s.begin():
+        await timers.schedule(
+            s, [timers.Timer("idle", f"u{i}", due, {"user_id": f"p{i}"}) for i in range(10)]
+        )
+        await s.execute(
+            text(
+                "UPDATE timers SET attempts = 2, last_error = 'ValueError: flaky', "
+                "retry_at = now() - interval '1 second' WHERE key = 'u7'"
+            )
+        )
+    before = await _rows(engine)
+    busy = {"u3", "u7"}
+
+    async def skip_busy(_: AsyncSession, batch: Sequence[timers.Timer]) -> list[timers.Timer]:
+        return [t for t in batch if t.key not in busy]
+
+    [worker] = _batch_workers(sessions, BatchHandler(skip_busy), CollectorRegistry(), 100)
+    assert await worker.fire_due() == 8
+    assert await _rows(engine) == {k: before[k] for k in busy}  # every column as it was
+    busy.clear()
+    assert await worker.fire_due() == 2
+    assert await worker.fire_due() == 0
+    assert await _rows(engine) == {}
+    assert sorted(k for k, _ in await _firings(engine)) == sorted(f"u{i}" for i in range(10))
+
+
+async def test_what_the_handler_arms_or_cancels_wins_and_one_instant_fires_once(engine: AsyncEngine) -> None:
+    sessions = session_factory(engine)
+    due = await _schedule(sessions, ["moved", "same", "gone", "rearmed"])
+    later = due + timedelta(hours=1)
+
+    async def decide(session: AsyncSession, batch: Sequence[timers.Timer]) -> list[timers.Timer]:
+        # "moved" fired and re-armed later; "same" re-armed to the instant that just fired;
+        # "gone" (unhandled) cancelled; "rearmed" (unhandled) armed to another instant.
+        await timers.schedule(
+            session,
+            [
+                timers.Timer("idle", "moved", later, {"n": 2}),
+                timers.Timer("idle", "same", due),
+                timers.Timer("idle", "rearmed", later),
+            ],
+        )
+        await timers.cancel(session, "idle", ["gone"])
+        return [t for t in batch if t.key in ("moved", "same")]
+
+    [worker] = _batch_workers(sessions, BatchHandler(decide), CollectorRegistry(), 100)
+    assert await worker.fire_due() == 2
+    rows = await _rows(engine)
+    assert {k: (r["due_at"], r["payload"], r["attempts"]) for k, r in rows.items()} == {
+        "moved": (later, {"n": 2}, 0),
+        "rearmed": (later, {}, 0),
+    }
+    assert sorted(await _firings(engine)) == [("moved", due), ("same", due)]
+
+
+async def test_concurrent_workers_fire_every_timer_exactly_once(engine: AsyncEngine) -> None:
+    sessions = session_factory(engine)
+    await _schedule(sessions, [f"u{i}" for i in range(3000)])
+    registry = CollectorRegistry()
+    workers = _batch_workers(sessions, BatchHandler(), registry, 150, n=4)
+
+    async def drain(worker: timers.TimerWorker) -> int:
+        total = 0
+        while n := await worker.fire_due():
+            total += n
+        return total
+
+    counts = await asyncio.gather(*(drain(w) for w in workers))
+    assert sum(counts) == 3000
+    assert len(await _firings(engine)) == 3000  # the primary key of `fired` forbids a second firing
+    assert await _rows(engine) == {}
+    assert (
+        registry.get_sample_value("userops_timers_fired_total", {"service": "test", "kind": "idle"}) == 3000
+    )
+    assert (
+        registry.get_sample_value(
+            "userops_timer_failures_total", {"service": "test", "kind": "idle", "outcome": "retry"}
+        )
+        is None
+    )
+
+
+async def test_the_backlog_gauge_counts_what_is_left_after_each_full_batch(engine: AsyncEngine) -> None:
+    sessions = session_factory(engine)
+    await _schedule(sessions, [f"u{i}" for i in range(250)])
+    registry = CollectorRegistry()
+    [worker] = _batch_workers(sessions, BatchHandler(), registry, 100)
+    assert await worker.fire_due() == 100
+    assert registry.get_sample_value("userops_timer_backlog", {"service": "test"}) == 150
+    assert await worker.fire_due() == 100
+    # Counted at most every few seconds while batches are full; a partial batch empties it.
+    assert await worker.fire_due() == 50
+    assert registry.get_sample_value("userops_timer_backlog", {"service": "test"}) == 0
