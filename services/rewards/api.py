@@ -55,6 +55,24 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody},
     404: {"model": ErrorBody, "description": "Unknown user (or redemption)."},
 }
+
+
+class RuleEconomy(BaseModel):
+    awarded: int
+    reversed: int
+    expired: int
+
+
+class EconomyView(BaseModel):
+    """`GET /v1/economy`: points awarded, redeemed (confirmed) and expired over the whole ledger."""
+
+    awarded: int
+    redeemed: int
+    expired: int
+    by_rule: dict[str, RuleEconomy]
+    budgets: list[BudgetStatus]
+
+
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
 
 
@@ -290,11 +308,7 @@ def admin_router(auth: Any, ctx: ApiContext) -> APIRouter:
             count(session, unit)
             return _answer(status, answer)
 
-    @router.get("/budgets", response_model=list[BudgetStatus])
-    async def list_budgets(request: Request) -> Any:
-        """Every budgeted rule: its limit, points spent and remaining."""
-        async with sessions(request) as session:
-            rows = await budgets.budget_rows(session)
+    def budget_statuses(rows: dict[str, tuple[int, int]]) -> list[dict[str, Any]]:
         out = []
         for rule in cfg.rules:
             if rule.budget is not None:
@@ -308,7 +322,34 @@ def admin_router(auth: Any, ctx: ApiContext) -> APIRouter:
                         overflow=rule.budget.overflow,
                     ).model_dump(mode="json", by_alias=True)
                 )
-        return JSONResponse(out)
+        return out
+
+    @router.get("/budgets", response_model=list[BudgetStatus])
+    async def list_budgets(request: Request) -> Any:
+        """Every budgeted rule: its limit, points spent and remaining."""
+        async with sessions(request) as session:
+            rows = await budgets.budget_rows(session)
+        return JSONResponse(budget_statuses(rows))
+
+    @router.get("/economy", response_model=EconomyView)
+    async def get_economy(request: Request) -> Any:
+        """The points economy over the whole ledger: points awarded, redeemed (confirmed) and
+        expired in total; per rule awarded, reversed and expired; and every budget's status."""
+        async with sessions(request) as session:
+            totals = await reads.economy(session)
+            rows = await budgets.budget_rows(session)
+        return JSONResponse(
+            {
+                "awarded": totals.awarded,
+                "redeemed": totals.redeemed,
+                "expired": totals.expired,
+                "by_rule": {
+                    rule: {"awarded": t.awarded, "reversed": t.reversed, "expired": t.expired}
+                    for rule, t in totals.by_rule.items()
+                },
+                "budgets": budget_statuses(rows),
+            }
+        )
 
     return router
 

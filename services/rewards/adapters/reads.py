@@ -1,4 +1,5 @@
-"""Read-only queries behind the rewards API (no locks): the ledger statement of one user."""
+"""Read-only queries behind the rewards API (no locks): the ledger statement of one user, and the
+points economy over the whole ledger (`GET /v1/economy`)."""
 
 from __future__ import annotations
 
@@ -68,3 +69,57 @@ async def statement(
         )
         for r in rows
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTotals:
+    """Points one rule awarded, reversed and saw expire, over the whole ledger."""
+
+    awarded: int = 0
+    reversed: int = 0
+    expired: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Economy:
+    """The points economy: totals awarded, redeemed (confirmed) and expired, and per rule."""
+
+    awarded: int
+    redeemed: int
+    expired: int
+    by_rule: dict[str, RuleTotals]
+
+
+_ECONOMY = text(
+    """
+    SELECT t.kind, e.account_kind, e.account_owner, t.rule_id, sum(e.amount) AS amount
+    FROM ledger_entries e
+    JOIN ledger_transactions t ON t.id = e.transaction_id
+    WHERE e.account_kind IN ('rule', 'expiry', 'redemption')
+    GROUP BY t.kind, e.account_kind, e.account_owner, t.rule_id
+    """
+)
+
+
+async def economy(session: AsyncSession) -> Economy:
+    """Sum the ledger's movements on the rule accounts (awards drawn, reversals given back) and
+    into the expiry and redemption sinks. Expiry of a released hold's lapsed points has no rule."""
+    awarded = redeemed = expired = 0
+    rules: dict[str, dict[str, int]] = {}
+    for r in await session.execute(_ECONOMY):
+        amount = int(r.amount)
+        if r.account_kind == "rule":
+            own = rules.setdefault(r.account_owner, {"awarded": 0, "reversed": 0, "expired": 0})
+            if r.kind == "award":
+                own["awarded"] -= amount
+                awarded -= amount
+            elif r.kind == "reversal":
+                own["reversed"] += amount
+        elif r.account_kind == "expiry":
+            expired += amount
+            if r.rule_id is not None:
+                rules.setdefault(r.rule_id, {"awarded": 0, "reversed": 0, "expired": 0})["expired"] += amount
+        elif r.kind == "confirm":
+            redeemed += amount
+    by_rule = {rule: RuleTotals(**totals) for rule, totals in sorted(rules.items())}
+    return Economy(awarded, redeemed, expired, by_rule)
