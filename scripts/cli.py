@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from scripts.commands import fail
+from scripts.commands import demo, fail, simulate
 from scripts.commands.config_check import config_check_cmd
 from scripts.commands.deadletter import deadletter
 from scripts.commands.dev import dev
@@ -34,6 +34,8 @@ config_app = typer.Typer(help="Service configuration files and settings.", no_ar
 config_app.command("check")(config_check_cmd)
 app.add_typer(config_app, name="config")
 app.command("report")(report_cmd)
+app.command("simulate")(simulate.simulate_cmd)
+app.command("demo")(demo.demo_cmd)
 
 
 def migrated_services() -> tuple[str, ...]:
