@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run stop status test test-unit test-integration lint typecheck fmt bench ci clean
+.PHONY: help install run demo stop status test test-unit test-integration lint typecheck fmt bench ci clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ install: $(VENV)/.installed ## Install Python deps from the lockfile into .venv
 
 run: install ## Start Kafka, PostgreSQL and every service, restarting any that dies (Ctrl-C stops them)
 	$(PY) -m scripts.cli dev run
+
+demo: install ## Start the stack, simulate weeks of a product's traffic, print what happened (DEMO_ARGS="--keep")
+	$(PY) -m scripts.cli demo $(DEMO_ARGS)
 
 stop: install ## Stop the local Kafka and PostgreSQL
 	$(PY) -m scripts.cli dev down
