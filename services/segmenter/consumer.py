@@ -101,15 +101,17 @@ class SegmenterHandler:
         locked = await store.lock_profiles(session, [t.key for t in due], now, skip_locked=True)
         handled = []
         fire = []
+        dropped = 0
         for t in due:
             if t.key in locked.busy:
                 continue  # the user's row is busy in an event batch: offered again shortly
             handled.append(t)
             if t.key in locked.missing:
-                # Nothing can ever lock this user again: offering the timer again would spin.
-                log.warning("idle timer dropped: its profile row is gone", kind=t.kind, due_at=str(t.due_at))
+                dropped += 1  # nothing can ever lock this user again: offering it again would spin
             else:
                 fire.append((t.key, t.due_at))
+        if dropped:
+            log.warning("idle timers dropped: each one's profile row is gone", kind=IDLE_TIMER, count=dropped)
         result = apply_timers(_parse({k: locked.states[k] for k, _ in fire}), fire, self._cfg)
         await self._write(session, result, set(), locked.stages, {})  # fired timers: none armed
         return handled
