@@ -677,7 +677,8 @@ def result_rows(ctx: Context) -> list[dict[str, Any]]:
                 "events/s",
                 goal=">= 10000" if d.processes == 1 and not d.label.startswith("compared") else None,
                 raw=raw.rate if raw is not None and d.processes == 1 else None,
-                detail=f"CPU/event: segmenter {seg:.0f} us + PostgreSQL {pg:.0f} us = {seg + pg:.0f} us"
+                detail=f"{d.events:,} events of {ctx.args.users:,} users; "
+                f"CPU/event: segmenter {seg:.0f} us + PostgreSQL {pg:.0f} us = {seg + pg:.0f} us"
                 + (raw_detail if d.processes == 1 else ""),
             )
         )
