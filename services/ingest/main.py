@@ -21,7 +21,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
@@ -32,7 +31,7 @@ from services.ingest.config import IngestSettings, ResolvedConfig, load_config
 from services.ingest.domain.envelope import KINDS
 from services.ingest.domain.rate_limit import RateLimiter
 from services.ingest.domain.write_key import KeyRing
-from services.ingest.fast_path import IngestFastPath
+from services.ingest.fast_path import IngestApp
 from services.ingest.http_metrics import HttpMetricsMiddleware
 from services.ingest.intake import Intake
 from services.ingest.metrics import IngestMetrics
@@ -56,9 +55,10 @@ DESCRIPTION = (
 
 def create_app(
     settings: IngestSettings, config: ResolvedConfig, *, registry: CollectorRegistry | None = None
-) -> FastAPI:
-    """The ingest app. Its lifespan starts the producer (without failing if Kafka is down:
-    `/ready` says 503 until it is reachable) and stops it, flushing what is in flight."""
+) -> IngestApp:
+    """The ingest app: the ingest paths served directly (`fast_path.py`), the rest by FastAPI.
+    Its lifespan starts the producer (without failing if Kafka is down: `/ready` says 503 until
+    it is reachable) and stops it, flushing what is in flight."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = IngestMetrics.create(registry)
     rules = config.rules
@@ -82,7 +82,7 @@ def create_app(
                 rules.rate_limit.events_per_second / share, max(1.0, rules.rate_limit.burst / share)
             )
         app.state.publisher = publisher
-        app.state.intake = Intake(
+        app.state.intake = served.intake = Intake(
             keys=KeyRing(config.keys),
             limits=config.limits,
             publisher=publisher,
@@ -99,6 +99,7 @@ def create_app(
         try:
             yield
         finally:
+            served.intake = None
             await publisher.stop()
             log.info("ingest_stopped")
 
@@ -109,18 +110,16 @@ def create_app(
     app.include_router(health_router())
     app.include_router(metrics_router(registry))
     install_error_handlers(app)
-    paths = {ingest_path(kind): kind for kind in KINDS}
-    fast_routes = {
-        route.path: (paths[route.path], route)
-        for route in ingest.routes
-        if isinstance(route, APIRoute) and route.path in paths
-    }
-    app.add_middleware(IngestFastPath, routes=fast_routes)
-    app.add_middleware(  # outermost of ours: it also times the fast path
-        HttpMetricsMiddleware, requests=metrics.http_requests, duration=metrics.http_duration
+    app.add_middleware(HttpMetricsMiddleware, requests=metrics.http_requests, duration=metrics.http_duration)
+    served = IngestApp(
+        app,
+        paths={ingest_path(kind): kind for kind in KINDS},
+        requests=metrics.http_requests,
+        duration=metrics.http_duration,
+        retry_after=settings.ingest_unavailable_retry_after_seconds,
     )
     _document_request_bodies(app)
-    return app
+    return served
 
 
 def _document_request_bodies(app: FastAPI) -> None:
@@ -164,7 +163,7 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> IngestApp:
     """The uvicorn factory each worker process calls."""
     settings = IngestSettings()
     configure_logging("ingest", settings.log_level)

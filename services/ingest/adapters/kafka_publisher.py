@@ -150,17 +150,24 @@ class KafkaPublisher:
         self, producer: AIOKafkaProducer, batcher: PartitionBatcher, records: Sequence[Record]
     ) -> None:
         waiting: set[asyncio.Future[None]] = set()
+        deadline = asyncio.get_running_loop().time() + self._ack_timeout
         try:
-            async with asyncio.timeout(self._ack_timeout):
-                # Known metadata returns at once; unknown metadata is fetched (bounded).
-                partitions = len(await producer.partitions_for(self._topic))
-                append = batcher.append
-                for record in records:
-                    key = record.key
-                    waiting.add(append(partition_for(key, partitions), key, record.value))
-                batcher.flush()
-                if waiting:
-                    await asyncio.wait(waiting)
+            known = producer.client.cluster.partitions_for_topic(self._topic)
+            if known:
+                partitions = len(known)
+            else:  # unknown metadata is fetched (bounded)
+                async with asyncio.timeout_at(deadline):
+                    partitions = len(await producer.partitions_for(self._topic))
+            append = batcher.append
+            for record in records:
+                key = record.key
+                waiting.add(append(partition_for(key, partitions), key, record.value))
+            batcher.flush()
+            if waiting:
+                remaining = deadline - asyncio.get_running_loop().time()
+                _, pending = await asyncio.wait(waiting, timeout=max(0.0, remaining))
+                if pending:
+                    raise TimeoutError
         except TimeoutError:
             for fut in waiting:
                 if not fut.done():

@@ -20,7 +20,6 @@ import orjson
 import uvicorn
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from fastapi import FastAPI
 
 from scripts.stack.kafka import REPO_ROOT
 from scripts.stack.procs import free_port
@@ -33,6 +32,7 @@ from services.ingest.config import (
     SourceConfig,
     resolve_keys,
 )
+from services.ingest.fast_path import IngestApp
 from services.ingest.main import create_app
 
 WRITE_KEY = "test-write-key"
@@ -76,7 +76,7 @@ def make_config(
 class IngestServer:
     """The app served by uvicorn on a free port in a background thread (its own event loop)."""
 
-    app: FastAPI
+    app: IngestApp
     port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:

@@ -3,6 +3,7 @@ real child processes."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
-from services.ingest.serve import listening_sockets, supervise
+from services.ingest.serve import _CoalescedWrites, listening_sockets, supervise
 
 # A stand-in worker: exits 0 on SIGTERM, like uvicorn after a graceful shutdown.
 GRACEFUL = "import signal, time; signal.signal(signal.SIGTERM, lambda *a: exit(0)); time.sleep(60)"
@@ -122,3 +123,49 @@ def test_a_worker_that_ignores_sigterm_is_killed_after_the_timeout_and_counts_as
     holder = started
     assert supervise(sockets, spawn, stop_timeout=0.5) == 1
     assert started[0].returncode == -signal.SIGKILL
+
+
+class RecordingTransport:
+    """Stands in for the socket transport: records what reaches it."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "written after close"
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info:{name}"
+
+
+async def test_writes_of_one_loop_iteration_leave_as_one_send() -> None:
+    transport = RecordingTransport()
+    coalesced = _CoalescedWrites(transport, asyncio.get_running_loop())  # type: ignore[arg-type]
+    coalesced.write(b"HTTP/1.1 200 OK\r\ncontent-length: 16\r\n\r\n")
+    coalesced.write(b'{"success":true}')
+    assert transport.writes == []
+    await asyncio.sleep(0)
+    assert transport.writes == [b'HTTP/1.1 200 OK\r\ncontent-length: 16\r\n\r\n{"success":true}']
+    coalesced.write(b"next")
+    await asyncio.sleep(0)
+    assert transport.writes[1:] == [b"next"]
+    assert coalesced.get_extra_info("peername") == "info:peername"  # the rest is the transport's
+
+
+async def test_close_sends_what_is_pending_first() -> None:
+    transport = RecordingTransport()
+    coalesced = _CoalescedWrites(transport, asyncio.get_running_loop())  # type: ignore[arg-type]
+    coalesced.write(b"last response")
+    coalesced.close()
+    assert transport.writes == [b"last response"]
+    assert transport.closed
+    await asyncio.sleep(0)  # the scheduled flush finds nothing more to send
+    assert transport.writes == [b"last response"]
