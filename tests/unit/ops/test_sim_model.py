@@ -107,7 +107,7 @@ def test_orders_carry_revenue_refunds_match_an_order_and_nps_scores_are_0_to_10(
 
 @pytest.fixture(scope="module")
 def product() -> tuple[SimSpec, Simulation]:
-    spec = SimSpec(7, 500, 16, START)
+    spec = SimSpec(7, 250, 16, START)
     return spec, simulate(spec, winback_treatment(REPO / "config" / "notifier.yaml"))
 
 
