@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -196,10 +197,15 @@ def run_one(name: str, *, quick: bool, force: bool) -> Outcome:
         command, cwd=BENCH.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     ) as proc:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            tail.append(line.rstrip())
-            refused = refused or line.startswith(REFUSED_MARK)
+        try:
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                tail.append(line.rstrip())
+                refused = refused or line.startswith(REFUSED_MARK)
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)  # so that it stops its Kafka and PostgreSQL
+            proc.wait(60)
+            raise
     code = proc.returncode
     if code == REFUSED_EXIT and refused:
         return Outcome(name, "refused", "machine too busy at start (--force to run anyway)")
@@ -237,11 +243,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         render([read_results(n) for n in names], console)
         return 0
     machine_header("bench", force=args.force)
-    outcomes = []
-    for i, name in enumerate(names):
-        if i and not args.force:
-            wait_until_quiet(name, args.settle)
-        outcomes.append(run_one(name, quick=args.quick, force=args.force))
+    outcomes: list[Outcome] = []
+    try:
+        for i, name in enumerate(names):
+            if i and not args.force:
+                wait_until_quiet(name, args.settle)
+            outcomes.append(run_one(name, quick=args.quick, force=args.force))
+    except KeyboardInterrupt:  # the benchmark got the Ctrl-C too; show what finished
+        outcomes.append(Outcome(names[len(outcomes)], "failed", "interrupted"))
     print()
     render(outcomes, console)
     bad = [f"{o.name} ({o.status}: {o.note})" for o in outcomes if o.status in FAILING]
