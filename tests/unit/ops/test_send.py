@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from scripts.cli import app
-from scripts.commands.send import (
+from scripts.commands.batch_sender import (
     ChunkLimits,
     Item,
     Outcome,
