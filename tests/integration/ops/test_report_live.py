@@ -172,3 +172,12 @@ def test_the_command_writes_a_page_that_renders_offline(live: LiveStack, tmp_pat
     assert f"saved {png}:" in said and "charts drawn, no network, no script errors" in said
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert "data-unavailable" not in out.read_text(encoding="utf-8")
+
+
+async def test_a_url_that_is_not_the_service_is_named(live: LiveStack) -> None:
+    wrong = live.urls["notifier"]  # the notifier has no /v1/stages
+    with pytest.raises(ServiceError, match=r"GET /v1/stages answered HTTP 404") as caught:
+        await fetch_report(
+            _endpoints(live, USEROPS_SEGMENTER_URL=wrong), now=datetime.now(UTC), weeks=2, days=7
+        )
+    assert (caught.value.service, caught.value.url) == ("segmenter", wrong)
