@@ -41,7 +41,7 @@ def report_cmd(
     from scripts.report.render import render
     from scripts.report.sample import sample_report
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     now = datetime.now(UTC)
     if sample:
         data = sample_report(now, weeks, days)
