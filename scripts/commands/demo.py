@@ -62,8 +62,11 @@ def start_services(settings: StackSettings, console: Console, ready_timeout: flo
     failure = supervisor.wait_ready(ready_timeout)
     if failure is not None:
         supervisor.stop()
+        log.close()
         (settings.home / "run.pid").unlink(missing_ok=True)
-        fail(failure.describe())
+        settings.kafka.stop()
+        settings.postgres.stop()
+        fail(f"{failure.describe()}\n(the services' logs: {log_path}; the stack was stopped)")
     thread = threading.Thread(target=supervisor.run, args=(stop,), name="supervisor", daemon=True)
     thread.start()
     return Running(supervisor, thread, stop, log)
@@ -122,6 +125,14 @@ def redeem(ep: Endpoints, wishes: list[Redemption]) -> int:
     return spent
 
 
+def users_known(ep: Endpoints) -> int:
+    """How many users the segmenter already knows (`/v1/stages` total)."""
+    with httpx.Client(headers=ep.admin_headers(), timeout=max(ep.timeout, 30)) as c:
+        got = c.get(ep.url("segmenter", "v1", "stages"))
+        got.raise_for_status()
+        return int(got.json()["total"])
+
+
 def demo_cmd(
     seed: int = typer.Option(7, help="random seed of the simulation"),
     users: int = typer.Option(1200, min=1, help="simulated users"),
@@ -130,7 +141,7 @@ def demo_cmd(
         False, "--keep", help="keep serving afterwards (Ctrl-C stops); Kafka and PostgreSQL stay up"
     ),
     settle_timeout: float = typer.Option(300.0, help="seconds to wait for the services to catch up"),
-    ready_timeout: float = typer.Option(180.0, help="seconds every service has to answer /ready"),
+    ready_timeout: float = typer.Option(300.0, help="seconds every service has to answer /ready"),
 ) -> None:
     """Start the local stack as `make run` does (or use the one it serves), post a simulated
     product's weeks of traffic through ingest, wait until every consumer has caught up, and
@@ -170,12 +181,18 @@ def demo_cmd(
         return state
 
     try:
+        earlier = users_known(ep)
         deliver(sim, ep.base("ingest"), ep.write_key.get_secret_value(), None, console)
         settle("events")
         redeemed = redeem(ep, sim.redemptions)
         console.print(f"redeemed {redeemed} points for the users who wanted to spend theirs")
         settle("redemptions")
         print_summary(collect(ep, sim), console)
+        if earlier:
+            console.print(
+                f"[yellow]the stack held {earlier} users before this run[/yellow] (earlier demos or `make run`): "
+                "'all users', the points and the messages above include theirs"
+            )
     except httpx.HTTPError as exc:
         fail(f"a service did not answer as expected: {exc}")
         if keep and running.thread is not None:

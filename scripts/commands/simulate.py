@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -60,6 +60,10 @@ def deliver(sim: Simulation, url: str, write_key: str, ndjson: Path | None, cons
             task = bar.add_task(f"writing {ndjson}", total=len(sim.events))
             write_ndjson(ndjson, sim.events, lambda n: bar.advance(task, n))
             return
+        try:
+            httpx.get(f"{url.rstrip('/')}/health", timeout=5).raise_for_status()
+        except httpx.HTTPError as exc:
+            fail(f"ingest does not answer at {url} ({exc}); start it with `make run` or set --url")
         task = bar.add_task(f"posting to {url}", total=len(sim.events))
         report = SdkSender(url, write_key).send(sim.events, lambda n: bar.advance(task, n))
     if report.failed:
@@ -110,9 +114,7 @@ def simulate_cmd(
         f"simulated {len(sim.users)} users over {weeks} weeks from {format_ts(begin)}: "
         f"{len(sim.events)} events (seed {seed})"
     )
-    deliver(
-        sim, url, write_key or os.environ.get("USEROPS_DEV_WRITE_KEY", DEFAULT_WRITE_KEY), ndjson, console
-    )
+    deliver(sim, url, write_key, ndjson, console)
     console.print(
         f"[green]done:[/green] {len(sim.events)} events {'written' if ndjson else 'accepted by ingest'}"
     )

@@ -19,6 +19,9 @@ class Summary:
     """The numbers `print_summary` shows (also what tests assert on)."""
 
     stages: dict[str, int]
+    """Users per stage, all of the stack's users (`/v1/stages`)."""
+    run_stages: dict[str, int]
+    """Users per stage, this simulation's users only (`/v1/users`)."""
     activated: dict[str, tuple[int, int]]
     """Channel → (activated, simulated users the segmenter knows)."""
     active: dict[str, Any]
@@ -39,10 +42,12 @@ def collect(ep: Endpoints, sim: Simulation) -> Summary:
 
         stages = get(ep.url("segmenter", "v1", "stages"))["stages"]
         flags: dict[str, bool] = {}
+        stage_of: dict[str, str] = {}
         after: str | None = ""
         while after is not None:
             page = get(ep.url("segmenter", "v1", "users"), after=after, limit=1000)
             flags.update({u["userId"]: bool(u["activated"]) for u in page["users"]})
+            stage_of.update({u["userId"]: u["stage"] for u in page["users"]})
             after = page["next"]
         activated: Counter[str] = Counter()
         known: Counter[str] = Counter()
@@ -60,6 +65,7 @@ def collect(ep: Endpoints, sim: Simulation) -> Summary:
         campaigns = {n: get(ep.url("notifier", "v1", "campaigns", n, "report")) for n in names}
     return Summary(
         stages,
+        {st: sum(1 for u in sim.users if stage_of.get(u.user_id) == st) for st in stages},
         {ch: (activated[ch], known[ch]) for ch in sorted(known)},
         active,
         retention,
@@ -74,13 +80,15 @@ def _pct(x: float | None) -> str:
 
 
 def print_summary(s: Summary, console: Console) -> None:
-    total = sum(s.stages.values()) or 1
-    stages = Table(title="Lifecycle stages (segmenter /v1/stages)")
-    stages.add_column("stage")
-    stages.add_column("users", justify="right")
-    stages.add_column("share", justify="right")
+    total = sum(s.stages.values())
+    mine = sum(s.run_stages.values())
+    stages = Table(title="Lifecycle stages (segmenter /v1/users and /v1/stages)")
+    for col in ("stage", "simulated users", "share", "all users"):
+        stages.add_column(col, justify="left" if col == "stage" else "right")
     for stage, n in s.stages.items():
-        stages.add_row(stage, str(n), _pct(n / total))
+        ran = s.run_stages.get(stage, 0)
+        stages.add_row(stage, str(ran), _pct(ran / mine if mine else None), str(n))
+    stages.add_row("total", str(mine), "", str(total))
     console.print(stages)
 
     act = Table(title="Activation by acquisition channel (segmenter /v1/users)")
