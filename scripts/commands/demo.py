@@ -191,7 +191,7 @@ def demo_cmd(
         if earlier:
             console.print(
                 f"[yellow]the stack held {earlier} users before this run[/yellow] (earlier demos or `make run`): "
-                "'all users', the points and the messages above include theirs"
+                "'all users', DAU/WAU/MAU, retention, NPS, points and messages above include theirs"
             )
     except httpx.HTTPError as exc:
         fail(f"a service did not answer as expected: {exc}")
