@@ -25,6 +25,7 @@ from services.ingest.api import SUCCESS_BODY, error_parts
 from services.ingest.domain.body import too_large
 from services.ingest.domain.errors import IngestError, Unavailable
 from services.ingest.intake import Intake, RawRequest
+from services.ingest.metrics import IterationBuffer
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -48,6 +49,7 @@ class IngestApp:
         requests: Counter,
         duration: Histogram,
         retry_after: int,
+        buffer: IterationBuffer,
     ) -> None:
         """`paths` maps each ingest path (`/v1/track`) to its kind (`track`)."""
         self.fastapi = app
@@ -56,6 +58,7 @@ class IngestApp:
         self._requests = requests
         self._duration = duration
         self._retry_after = retry_after
+        self._buffer = buffer
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -76,8 +79,8 @@ class IngestApp:
                 self._requests.labels(path, "POST", str(status)),
                 self._duration.labels(path, "POST"),
             )
-        children[0].inc()
-        children[1].observe(seconds)
+        self._buffer.inc(children[0])
+        self._buffer.observe(children[1], seconds)
 
     async def _ingest(self, kind: str, scope: Scope, receive: Receive, send: Send) -> int:
         """Answer one ingest request; returns the status sent."""

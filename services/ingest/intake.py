@@ -21,7 +21,7 @@ from services.ingest.domain.envelope import Limits, count_events, prepare_events
 from services.ingest.domain.errors import IngestError, RateLimited, Unavailable
 from services.ingest.domain.rate_limit import RateLimiter
 from services.ingest.domain.write_key import KeyRing, key_from_basic_auth
-from services.ingest.metrics import IngestMetrics
+from services.ingest.metrics import IngestMetrics, IterationBuffer
 from shared.events import EVENT_TYPES
 from shared.logging import get_logger
 
@@ -59,11 +59,13 @@ class Intake:
         unavailable_retry_after: int = 2,
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
+        buffer: IterationBuffer | None = None,
     ) -> None:
         self._keys = keys
         self._limits = limits
         self._publisher = publisher
         self._metrics = metrics
+        self._buffer = buffer if buffer is not None else IterationBuffer()
         self._rate_limiter = rate_limiter
         self._retry_after = unavailable_retry_after
         self._clock = clock
@@ -101,12 +103,13 @@ class Intake:
         except IngestError as exc:
             self._reject(exc.reason, events)
             raise
-        self._metrics.batch_size.observe(len(outgoing))
+        buffer = self._buffer
+        buffer.observe(self._metrics.batch_size, len(outgoing))
         if len(outgoing) == 1:
-            self._accepted[outgoing[0].type].inc()
+            buffer.inc(self._accepted[outgoing[0].type])
         else:
             for etype, n in Counter(e.type for e in outgoing).items():
-                self._accepted[etype].inc(n)
+                buffer.inc(self._accepted[etype], n)
         return len(outgoing)
 
     def _check_rate(self, source_id: str, events: int) -> None:
@@ -126,10 +129,10 @@ class Intake:
             log.warning("publish_failed", events=len(outgoing), error=str(exc))
             raise Unavailable(_UNAVAILABLE, self._retry_after) from exc
         finally:
-            self._metrics.produce_duration.observe(time.perf_counter() - start)
+            self._buffer.observe(self._metrics.produce_duration, time.perf_counter() - start)
 
     def _reject(self, reason: str, events: int) -> None:
         counter = self._rejected.get(reason)
         if counter is None:
             counter = self._rejected[reason] = self._metrics.events_rejected.labels(reason)
-        counter.inc(events)
+        self._buffer.inc(counter, events)

@@ -34,7 +34,7 @@ from services.ingest.domain.write_key import KeyRing
 from services.ingest.fast_path import IngestApp
 from services.ingest.http_metrics import HttpMetricsMiddleware
 from services.ingest.intake import Intake
-from services.ingest.metrics import IngestMetrics
+from services.ingest.metrics import IngestMetrics, IterationBuffer
 from services.ingest.schemas import REQUEST_MODELS
 from services.ingest.serve import listening_sockets, serve_socket, supervise
 from shared.config import ConfigError
@@ -61,6 +61,7 @@ def create_app(
     it is reachable) and stops it, flushing what is in flight."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = IngestMetrics.create(registry)
+    buffer = IterationBuffer()  # the metric updates of one loop iteration, written together
     rules = config.rules
 
     @asynccontextmanager
@@ -89,6 +90,7 @@ def create_app(
             metrics=metrics,
             rate_limiter=limiter,
             unavailable_retry_after=settings.ingest_unavailable_retry_after_seconds,
+            buffer=buffer,
         )
         log.info(
             "ingest_started",
@@ -117,6 +119,7 @@ def create_app(
         requests=metrics.http_requests,
         duration=metrics.http_duration,
         retry_after=settings.ingest_unavailable_retry_after_seconds,
+        buffer=buffer,
     )
     _document_request_bodies(app)
     return served
