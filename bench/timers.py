@@ -79,6 +79,7 @@ async def _prepare(args: argparse.Namespace, node: PostgresNode, db: str) -> tup
     from shared.runtime.db import create_engine
 
     conn = await asyncpg.connect(node.url(db))
+    t0 = time.monotonic()
     try:
         if args.handler == "noop":
             from shared.runtime.schema import RUNTIME_DDL
@@ -116,6 +117,7 @@ async def _prepare(args: argparse.Namespace, node: PostgresNode, db: str) -> tup
             )
             kinds = [IDLE_TIMER]
         await conn.execute("VACUUM ANALYZE")
+        print(f"  filled and vacuumed in {time.monotonic() - t0:.1f} s", flush=True)
         if args.explain:
             await _explain(conn, kinds, args.batch)
     finally:
@@ -129,7 +131,7 @@ async def _explain(conn: asyncpg.Connection, kinds: list[str], batch: int) -> No
 
     claim = getattr(store, "_CLAIM", None) or store.CLAIM  # the claim before it became a DELETE
     sql = str(claim).replace(":now", "$1").replace(":kinds", "$2").replace(":n", "$3")
-    print(f"  EXPLAIN ANALYZE claim of {batch:,}:")
+    print(f"  EXPLAIN ANALYZE claim of {batch:,}:", flush=True)
     tx = conn.transaction()
     await tx.start()
     try:
@@ -179,6 +181,8 @@ async def _fire_all(args: argparse.Namespace, node: PostgresNode, db: str) -> di
             )
 
         first = 0.0
+        explained = not args.explain
+        next_report = time.monotonic() + 10
         while fired() < args.timers:
             for t in tasks:
                 if t.done():
@@ -186,6 +190,13 @@ async def _fire_all(args: argparse.Namespace, node: PostgresNode, db: str) -> di
                     raise SystemExit("a timer worker ended early")
             if not first and fired():
                 first = time.monotonic()
+            if not explained and fired() >= args.timers / 2:
+                explained = True
+                print("  half fired (dead rows of the fired half still in the index):")
+                await _explain(conn, kinds, args.batch)
+            if time.monotonic() >= next_report:
+                next_report += 10
+                print(f"  {time.monotonic() - t0:5.0f} s: {fired():,.0f} fired", flush=True)
             await asyncio.sleep(0.05)
         while True:  # timers re-armed to instants already past fire again
             if not await _due(conn, kinds):
