@@ -13,6 +13,7 @@ import base64
 import io
 import os
 import sys
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,69 @@ SERVICES: Final = ("ingest", "segmenter", "rewards", "notifier")
 WRITE_KEY: Final = "live-write-key"
 ADMIN_TOKEN: Final = "live-admin-token"
 WEBHOOK_SECRET: Final = "whsec_" + base64.b64encode(b"w" * 32).decode()
+
+# Rules that make things happen within seconds: points expire after 15 s, holds after 1 s, the
+# second lesson of a day is capped, a refund reverses its order, a budgeted sign-up bonus.
+REWARDS_CONFIG: Final = """
+default_timezone: UTC
+expiry: {after: 15s}
+holds: {ttl: 1s}
+rules:
+  - id: lesson_completed
+    event: Lesson Completed
+    points: 10
+    caps: [{limit: 10, period: day}]
+  - id: purchase
+    event: Order Completed
+    proportional: {property: revenue, points_per_unit: 1, min_amount: 1}
+    reversed_by: {event: Order Refunded, match: order_id}
+  - id: signup_bonus
+    event: Signed Up
+    points: 100
+    budget: {limit: 100000, overflow: stop}
+"""
+
+# On sign-up: a webhook (to the sinks), an email (the tests point SMTP where nothing listens,
+# so it fails for good after a retry) and a delayed in-app message (a timer).
+NOTIFIER_CONFIG: Final = """
+timezone: UTC
+quiet_hours: {start: "00:00", end: "00:01"}
+unsubscribe: {base_url: "http://127.0.0.1/v1/unsubscribe", ttl: 1d}
+topics: [live]
+endpoints:
+  hooks: {url: "http://127.0.0.1:9/unused"}
+campaigns:
+  - name: live_hook
+    topic: live
+    trigger: {event: {name: Signed Up}}
+    channel: webhook
+    endpoint: hooks
+    quiet_hours: false
+    template: {payload: {hello: "{{ user_id }}"}}
+  - name: live_mail
+    topic: live
+    trigger: {event: {name: Signed Up}}
+    channel: email
+    quiet_hours: false
+    template: {subject: "hi", text: "hi {{ unsubscribe_url }}"}
+  - name: live_inbox
+    topic: live
+    trigger: {event: {name: Signed Up}}
+    delay: 1s
+    channel: inapp
+    quiet_hours: false
+    template: {title: "hi", body: "welcome"}
+"""
+
+# Recount the business gauges often; emails fail fast.
+LIVE_ENV: Final = {
+    "USEROPS_SEGMENTER_METRICS_EVERY": "0.5",
+    "USEROPS_REWARDS_METRICS_EVERY": "0.5",
+    "USEROPS_SMTP_PORT": "9",
+    "USEROPS_EMAIL_MAX_ATTEMPTS": "2",
+    "USEROPS_EMAIL_BACKOFF_INITIAL": "0.1",
+    "USEROPS_EMAIL_BACKOFF_MAX": "0.2",
+}
 
 
 @dataclass
@@ -157,8 +221,13 @@ async def start_live_stack(
         ),
         said=said,
     )
+    began = time.monotonic()
     live.supervisor.start()
-    failure = await asyncio.to_thread(live.supervisor.wait_ready, 120.0)
+    failure = await asyncio.to_thread(
+        live.supervisor.wait_ready,
+        120.0,
+        lambda name: said.append(f"{name} ready after {time.monotonic() - began:.1f} s"),
+    )
     if failure is not None:
         await stop_live_stack(stack, live)
         raise AssertionError(failure.describe())
