@@ -189,3 +189,12 @@ async def test_every_metric_of_the_alerts_and_dashboards_is_exported(stack: Stac
         for url in live.urls.values():
             text = (await c.get(f"{url}/metrics")).text
             assert "live-" not in text, "a user id in a metric label"
+
+
+def test_the_check_would_notice_a_metric_no_service_exports() -> None:
+    """The comparison above is by exact series name: a renamed or misspelt metric is not 'exported'."""
+    scraped = {"ingest": {"userops_http_requests_total", "userops_ingest_batch_size_bucket"}}
+    assert exported(scraped, "userops_http_requests_total")
+    assert exported(scraped, "userops_ingest_batch_size_bucket")
+    assert not exported(scraped, "userops_http_request_total")
+    assert not exported(scraped, "userops_ingest_batch_size_count")
