@@ -92,5 +92,9 @@ def load_yaml(path: Path, model: type[M], context: dict[str, Any] | None = None)
 
 
 def config_version(path: Path) -> str:
-    """A short content hash of a config file, stamped on every output event it produced."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    """A short content hash of a config file, stamped on every output event it produced; a
+    ConfigError (not a traceback) when the file cannot be read."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
