@@ -1,10 +1,11 @@
-# syntax=docker/dockerfile:1
-#
 # One image for every userops service; the command picks the service:
 #   docker build -t userops .
 #   docker run --rm userops python -m services.ingest
 # Dependencies come from uv.lock exactly (`--frozen`), without the dev group. Nothing secret is
 # baked in: write keys, tokens and passwords arrive as USEROPS_* variables at run time.
+# Needs BuildKit (the default builder since Docker 23; DOCKER_BUILDKIT=1 on 20.10) for the cache
+# mounts. No `# syntax=` line: BuildKit's built-in Dockerfile frontend builds it, so a build does
+# not fetch a frontend image from a registry.
 
 FROM python:3.11-slim AS build
 

@@ -39,7 +39,12 @@ status: install ## Say what runs
 	$(PY) -m scripts.cli dev status
 
 test: install ## Run every test (unit, integration on a private real Kafka + PostgreSQL, e2e)
-	$(PY) -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15 --ignore=tests/compose $(PYTEST_ARGS)
+
+.PHONY: test-compose
+test-compose: install ## docker compose really started and checked (as root: installs a Docker engine; README)
+	deploy/test/prepare.sh
+	USEROPS_COMPOSE_TEST=1 $(PY) -m pytest -q -p no:cacheprovider -o timeout=1800 --durations=0 tests/compose $(PYTEST_ARGS)
 
 test-unit: install ## Unit tests only (milliseconds, no I/O)
 	$(PY) -m pytest -q tests/unit

@@ -147,7 +147,9 @@ def test_each_service_runs_the_one_image_reachable_and_health_checked(name: str)
     assert svc["command"] == ["python", "-m", f"services.{name}"]
     port = int(values[f"USEROPS_{name.upper()}_PORT"])
     assert values[f"USEROPS_{name.upper()}_HOST"] == "0.0.0.0"
-    assert published(svc) == {port: f"127.0.0.1:{port}"}
+    # A service run as several replicas (`--scale`) publishes a range: each replica takes one.
+    scaled = {"segmenter": "127.0.0.1:8011-8019"}
+    assert published(svc) == {port: scaled.get(name, f"127.0.0.1:{port}")}
     probe = " ".join(svc["healthcheck"]["test"])
     assert f"http://127.0.0.1:{port}/health" in probe
     assert values["USEROPS_KAFKA_BOOTSTRAP"] == "kafka:19092"
@@ -175,6 +177,16 @@ def test_each_data_owner_has_its_own_postgres(name: str) -> None:
     assert db["volumes"] == [f"{name}-pg:/var/lib/postgresql/data"]
     assert svc["depends_on"][values["USEROPS_PG_HOST"]] == {"condition": "service_healthy"}
     assert db.get("profiles") == svc.get("profiles")
+
+
+def test_no_two_services_publish_the_same_host_port() -> None:
+    taken: dict[int, str] = {}
+    for name, svc in COMPOSE.items():
+        for host in published(svc).values():
+            first, _, last = host.split(":")[1].partition("-")
+            for port in range(int(first), int(last or first) + 1):
+                assert port not in taken, f"{name} and {taken.get(port)} both publish {port}"
+                taken[port] = name
 
 
 def test_ingest_gets_the_write_key_its_config_names_from_the_environment() -> None:
