@@ -50,9 +50,8 @@ async def test_existing_profiles_keep_their_states_and_are_counted_per_stage(dat
             rows = {
                 r.user_id: r.state for r in await conn.execute(text("SELECT user_id, state FROM profiles"))
             }
-            counts = dict(
-                (await conn.execute(text("SELECT stage, sum(n) FROM stage_counts GROUP BY stage"))).all()
-            )
+            counted = await conn.execute(text("SELECT stage, sum(n) AS n FROM stage_counts GROUP BY stage"))
+            counts: dict[str, int] = {r.stage: int(r.n) for r in counted}
     finally:
         await engine.dispose()
     assert UserState.from_json(rows["ann"]) == ann and UserState.from_json(rows["bob"]) == bob
