@@ -1,27 +1,27 @@
-"""Timer firing benchmark (not a test): `.venv/bin/python bench/timers.py`.
+"""Timer firing benchmark (not a test): `python -m bench --only timers` or `.venv/bin/python bench/timers.py`.
 
 Starts its own PostgreSQL server (scripts.stack, as the tests do, on a free port under
-`.local/bench-timers-<pid>`, removed at the end), fills a database with due timers and fires them
-all through the runtime's firing loop (`TimerWorker.run()`, the service's defaults: two workers in
-one process, batches of `--batch`), in this process. Two handlers:
+`.local/bench-timers-<pid>`, removed at the end), fills a database with 1,000,000 due timers
+(`--quick`: 100,000) and fires them all through the runtime's firing loop (`TimerWorker.run()`;
+the segmenter's defaults: two workers in one process, batches of 2,000), in this process. Two
+handlers, one fresh database each (`--handler` picks one):
 
 - `noop`: returns every due timer as handled and re-arms `--rearm` of them (a fraction) a day
-  ahead, so the time is the runtime's own cost: claim, delete, re-arm.
-- `segmenter`: the segmenter's real handler (`SegmenterHandler.on_timers`) over 1,000,000
-  profiles copied from real states (the same workload as `bench/segmenter.py`'s timer phase,
-  without Kafka), each timer changing its user's stage.
+  ahead, so the time is the runtime's own cost: claim, spend, re-arm.
+- `segmenter`: the segmenter's real handler (`SegmenterHandler.on_timers`) over as many profiles
+  copied from real states (the workload of `bench/segmenter.py`'s timer phase, without Kafka),
+  each timer changing its user's stage.
 
-The time runs from the first fired timer to none due. CPU seconds of this process (the workers)
-and of PostgreSQL are reported per timer, since the machine may be shared. `--explain` prints the
-plans of the claim and delete statements on the filled table. Results go to
-`bench/results/timers.json` (the bench table's contract).
+The time runs from the first fired timer to none due (goal: under 60 s for 1,000,000). CPU
+seconds of this process (the workers) and of PostgreSQL are reported per timer, since the machine
+may be shared. `--explain` prints the plan of the claim on the filled table and half way through.
+Results go to `bench/results/timers.json` (`bench/common.py`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import resource
 import shutil
@@ -38,12 +38,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from common import machine_header, row, write_results  # noqa: E402
 from segmenter_measure import CpuMeter, postgres_pids  # noqa: E402
 
 from scripts.stack import PostgresNode  # noqa: E402
 from scripts.stack.procs import free_port  # noqa: E402
 
-RESULTS = REPO / "bench" / "results"
 NOOP_KIND = "bench.noop"
 GOAL_S = 60.0
 
@@ -73,15 +73,17 @@ async def _new_database(node: PostgresNode) -> str:
     return name
 
 
-async def _prepare(args: argparse.Namespace, node: PostgresNode, db: str) -> tuple[Any, list[str]]:
-    """Schema and `args.timers` due timers; return the handler and its kinds."""
+async def _prepare(
+    args: argparse.Namespace, which: str, node: PostgresNode, db: str
+) -> tuple[Any, list[str]]:
+    """Schema and `args.timers` due timers; return the handler `which` and its kinds."""
     from shared.runtime import migrations
     from shared.runtime.db import create_engine
 
     conn = await asyncpg.connect(node.url(db))
     t0 = time.monotonic()
     try:
-        if args.handler == "noop":
+        if which == "noop":
             from shared.runtime.schema import RUNTIME_DDL
 
             for ddl in RUNTIME_DDL:
@@ -150,20 +152,20 @@ async def _due(conn: asyncpg.Connection, kinds: list[str]) -> int:
     )
 
 
-async def _fire_all(args: argparse.Namespace, node: PostgresNode, db: str) -> dict[str, float]:
+async def _fire_all(args: argparse.Namespace, which: str, node: PostgresNode, db: str) -> dict[str, float]:
     from prometheus_client import CollectorRegistry
 
     from shared.runtime.db import create_engine, session_factory
     from shared.runtime.metrics import RuntimeMetrics
     from shared.runtime.timers import TimerWorker
 
-    handler, kinds = await _prepare(args, node, db)
+    handler, kinds = await _prepare(args, which, node, db)
     engine = create_engine(node.async_url(db))
     registry = CollectorRegistry()
     metrics = RuntimeMetrics.create(registry, "bench")
-    extra = {"batch_size": args.batch}
+    sessions = session_factory(engine)
     workers = [
-        TimerWorker(session_factory(engine), handler, kinds, metrics, "bench", registry=registry, **extra)
+        TimerWorker(sessions, handler, kinds, metrics, "bench", batch_size=args.batch, registry=registry)
         for _ in range(args.workers)
     ]
     meter = CpuMeter({"postgres": lambda: postgres_pids(node)})
@@ -221,83 +223,76 @@ async def _fire_all(args: argparse.Namespace, node: PostgresNode, db: str) -> di
     }
 
 
-def _write(args: argparse.Namespace, started: str, load: tuple[float, ...], fig: dict[str, float]) -> Path:
-    n = args.timers
-    measure = f"{n:,} due timers, {args.handler} handler, {args.workers} workers x {args.batch}"
-    rows = [
-        {
-            "measure": measure,
-            "value": round(fig["seconds"], 2),
-            "unit": "s",
-            "goal": f"< {GOAL_S:.0f} s" if n >= 1_000_000 else None,
-            "goal_met": fig["seconds"] < GOAL_S if n >= 1_000_000 else None,
-            "raw": None,
-            "ratio": None,
-            "detail": (
-                f"{n / fig['seconds']:,.0f} timers/s; CPU python {fig['python_cpu']:.1f} s "
-                f"({fig['python_cpu'] / n * 1e6:.0f} us/timer), postgres {fig['postgres_cpu']:.1f} s "
-                f"({fig['postgres_cpu'] / n * 1e6:.0f} us/timer)"
-            ),
-        }
-    ]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "timers.json"
-    body = {
-        "bench": "timers",
-        "started_at": started,
-        "machine": {"cores": os.cpu_count(), "load_at_start": [round(x, 2) for x in load]},
-        "rows": rows,
-    }
-    out.write_text(json.dumps(body, indent=2) + "\n")
-    return out
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--timers", type=int, default=1_000_000)
-    p.add_argument("--handler", choices=("noop", "segmenter"), default="noop")
-    p.add_argument("--rearm", type=float, default=0.1, help="noop: fraction re-armed a day ahead")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--batch", type=int, default=2000, help="timers per batch (the service's setting)")
-    p.add_argument("--fsync", choices=("on", "off"), default="on")
-    p.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the claim on the filled table")
-    args = p.parse_args()
-
-    started = datetime.now(UTC).isoformat()
-    load = os.getloadavg()
-    print(
-        f"timers bench: {os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
-        f"{args.timers:,} due timers, {args.handler} handler, {args.workers} workers x {args.batch}, "
-        f"fsync={args.fsync}"
-    )
-    home = REPO / ".local" / f"bench-timers-{os.getpid()}"
-    node = PostgresNode(home=home / "postgres", port=free_port(), fsync=args.fsync == "on")
-    try:
-        node.start()
-
-        async def run() -> dict[str, float]:
-            return await _fire_all(args, node, await _new_database(node))
-
-        try:
-            import uvloop
-
-            fig = uvloop.run(run())
-        except ImportError:
-            fig = asyncio.run(run())
-    finally:
-        node.stop(mode="immediate")
-        shutil.rmtree(home, ignore_errors=True)
+def _row(args: argparse.Namespace, which: str, fig: dict[str, float], floor: float | None) -> dict[str, Any]:
+    """The table row; `floor` (raw) is the noop handler's time: the runtime's own share."""
     n = args.timers
     print(
         f"  >>> {n:,} timers in {fig['seconds']:.1f} s from the first fired to none due "
         f"({n / fig['seconds']:,.0f} timers/s; {fig['from_start']:.1f} s from the workers' start)"
     )
-    print(
-        f"  CPU: python {fig['python_cpu']:.1f} s ({fig['python_cpu'] / n * 1e6:.0f} us/timer), "
-        f"postgres {fig['postgres_cpu']:.1f} s ({fig['postgres_cpu'] / n * 1e6:.0f} us/timer); "
-        f"timers left (re-armed ahead) {fig['left']:,.0f}"
+    cpu = (
+        f"CPU python {fig['python_cpu']:.1f} s ({fig['python_cpu'] / n * 1e6:.0f} us/timer), "
+        f"postgres {fig['postgres_cpu']:.1f} s ({fig['postgres_cpu'] / n * 1e6:.0f} us/timer)"
     )
-    print(f"  results: {_write(args, started, load, fig)}")
+    print(f"  {cpu}; timers left (re-armed ahead) {fig['left']:,.0f}")
+    return row(
+        f"{n:,} due timers, {which} handler ({args.workers} workers x {args.batch})",
+        round(fig["seconds"], 2),
+        "s",
+        goal=f"< {GOAL_S:.0f} s" if n >= 1_000_000 else None,
+        raw=floor,
+        detail=f"{n / fig['seconds']:,.0f} timers/s; {cpu}",
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--timers", type=int, default=1_000_000)
+    p.add_argument("--quick", action="store_true", help="100,000 timers instead")
+    p.add_argument("--handler", choices=("noop", "segmenter", "both"), default="both")
+    p.add_argument("--rearm", type=float, default=0.1, help="noop: fraction re-armed a day ahead")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch", type=int, default=2000, help="timers per batch (the segmenter's setting)")
+    p.add_argument("--fsync", choices=("on", "off"), default="on")
+    p.add_argument(
+        "--explain", action="store_true", help="EXPLAIN ANALYZE the claim when filled and half way"
+    )
+    p.add_argument("--force", action="store_true", help="run even on a loaded machine")
+    args = p.parse_args()
+    if args.quick:
+        args.timers = 100_000
+    if args.timers < 1 or args.workers < 1 or args.batch < 1 or not 0 <= args.rearm <= 1:
+        p.error("--timers, --workers and --batch must be positive and --rearm within 0..1")
+
+    machine = machine_header("timers", force=args.force)
+    handlers = ["noop", "segmenter"] if args.handler == "both" else [args.handler]
+    print(
+        f"  {args.timers:,} due timers per run, handlers {', '.join(handlers)}, "
+        f"{args.workers} workers x {args.batch}, fsync={args.fsync}"
+    )
+    home = REPO / ".local" / f"bench-timers-{os.getpid()}"
+    node = PostgresNode(home=home / "postgres", port=free_port(), fsync=args.fsync == "on")
+    rows = []
+    try:
+        node.start()
+        for which in handlers:
+            print(f"\n== {which} handler")
+
+            async def run(which: str = which) -> dict[str, float]:
+                return await _fire_all(args, which, node, await _new_database(node))
+
+            try:
+                import uvloop
+
+                fig = uvloop.run(run())
+            except ImportError:
+                fig = asyncio.run(run())
+            floor = rows[0]["value"] if rows else None  # the noop run, when it ran first
+            rows.append(_row(args, which, fig, floor))
+    finally:
+        node.stop(mode="immediate")
+        shutil.rmtree(home, ignore_errors=True)
+    write_results("timers", rows, machine)
 
 
 if __name__ == "__main__":
