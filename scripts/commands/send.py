@@ -143,9 +143,11 @@ def send_cmd(
 
 def _summary(outcome: Outcome, file: Path) -> None:
     out = Console()
-    table = Table(
-        title=f"{escape(file.name)}: {outcome.lines} events, {outcome.requests} requests, {outcome.retries} retries"
+    out.print(
+        f"[bold]{escape(file.name)}[/bold]: {outcome.lines} events, {outcome.requests} requests, "
+        f"{outcome.retries} retries"
     )
+    table = Table()
     table.add_column("status")
     table.add_column("events", justify="right")
     table.add_row("[green]accepted[/green]", str(outcome.accepted))
