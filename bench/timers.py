@@ -131,7 +131,9 @@ async def _explain(conn: asyncpg.Connection, kinds: list[str], batch: int) -> No
     """EXPLAIN ANALYZE of the claim (and what it deletes) on the filled table, rolled back."""
     from shared.runtime import timer_store as store
 
-    claim = getattr(store, "_CLAIM", None) or store.CLAIM  # the claim before it became a DELETE
+    claim = getattr(store, "_CLAIM", None)
+    if claim is None:  # the claim before it became a DELETE
+        claim = store.CLAIM
     sql = str(claim).replace(":now", "$1").replace(":kinds", "$2").replace(":n", "$3")
     print(f"  EXPLAIN ANALYZE claim of {batch:,}:", flush=True)
     tx = conn.transaction()
