@@ -510,10 +510,10 @@ async def run(args: argparse.Namespace, machine: dict[str, Any]) -> None:
                 ]
                 worst = min(runs, key=lambda m: m.rate)
                 if batch16 is None:
-                    batch16 = worst.rate
+                    batch16 = sorted(m.rate for m in runs)[len(runs) // 2]  # the median run
                     goal = ">= 124000"
                 else:
-                    goal = f">= {batch16:.0f}"  # the 16-connection figure, on every run
+                    goal = f">= {batch16:.0f}"  # the first phase's median, on every run
                 rows.append(
                     row(
                         f"ingest /v1/batch x100, {conns} conns opened at once"
@@ -532,6 +532,17 @@ async def run(args: argparse.Namespace, machine: dict[str, Any]) -> None:
                         for r in range(args.repeat)
                     ]
                     worst = min(runs, key=lambda m: m.rate)
+                    slowest = max(m.p99_ms for m in runs)
+                    rows.append(
+                        row(
+                            f"ingest /v1/track p99, {conns} conns"
+                            + (f" (worst of {len(runs)})" if len(runs) > 1 else ""),
+                            slowest,
+                            "ms",
+                            goal="<= 10" if conns == 64 else None,
+                            detail=", ".join(f"{m.p99_ms:.1f} ms" for m in runs),
+                        )
+                    )
                     rows.append(
                         row(
                             f"ingest /v1/track, {conns} conns"
@@ -541,7 +552,7 @@ async def run(args: argparse.Namespace, machine: dict[str, Any]) -> None:
                             goal=">= 20000",
                             raw=send_rate,
                             detail=(
-                                f"p99 {worst.p99_ms:.1f} ms (goal <= 10 ms at 64); "
+                                f"p99 {worst.p99_ms:.1f} ms; "
                                 + "; ".join(
                                     f"{m.cpu_us():.0f} us CPU/request, per-worker CPU {m.cpu.workers_text()}"
                                     for m in runs

@@ -98,6 +98,9 @@ class _CoalescedWrites:
         self._flush()
         self._transport.close()
 
+    def is_closing(self) -> bool:  # asked for every request: spare it the __getattr__ detour
+        return self._transport.is_closing()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
