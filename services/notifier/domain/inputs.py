@@ -90,6 +90,8 @@ class RewardsEvent:
     expires_at: datetime | None = None
     tier: str | None = None
     from_tier: str | None = None
+    direction: str | None = None
+    """`up` or `down` for a `tier_changed` whose reason says so (`promoted`/`demoted`)."""
     badge: str | None = None
     lot_id: str | None = None
 
@@ -140,6 +142,11 @@ def lifecycle_input(record: lc.LifecycleEvent) -> StageChanged | SegmentChanged:
     )
 
 
+# The rewards service says which way a tier moved; the notifier's own `tiers` order is only the
+# fallback for events that do not (a reason it does not know).
+_TIER_DIRECTIONS: Final = {"promoted": "up", "demoted": "down"}
+
+
 def rewards_input(record: rw.RewardsEvent) -> RewardsEvent:
     """The input of one parsed `userops.rewards.v1` record."""
     base = RewardsEvent(
@@ -160,7 +167,8 @@ def rewards_input(record: rw.RewardsEvent) -> RewardsEvent:
     if isinstance(record, rw.PointsExpiringSoon):
         return replace(base, points=record.points, expires_at=record.expires_at)
     if isinstance(record, rw.TierChanged):
-        return replace(base, tier=record.to_tier, from_tier=record.from_tier)
+        direction = _TIER_DIRECTIONS.get(record.reason)
+        return replace(base, tier=record.to_tier, from_tier=record.from_tier, direction=direction)
     if isinstance(record, rw.BadgeEarned):
         return replace(base, badge=record.badge)
     return base

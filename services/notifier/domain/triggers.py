@@ -206,6 +206,8 @@ def _rewards(spec: RewardsSpec, ev: RewardsEvent, tiers: list[str]) -> bool:
         return False
     if spec.direction is None:
         return True
+    if ev.direction is not None:
+        return ev.direction == spec.direction
     if ev.tier not in tiers or ev.from_tier not in tiers:
         return spec.direction == "up" and ev.from_tier is None and ev.tier is not None
     step = tiers.index(ev.tier) - tiers.index(ev.from_tier)

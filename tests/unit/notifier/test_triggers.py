@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,11 @@ import yaml
 from services.notifier.config import NotifierConfig, load_config
 from services.notifier.domain.caps import SentRecord
 from services.notifier.domain.decide import decide
-from services.notifier.domain.inputs import PreferenceChanged
+from services.notifier.domain.inputs import PreferenceChanged, rewards_input
 from services.notifier.domain.projection import Projection
 from services.notifier.domain.projection_json import from_json, to_json
 from shared.config import ConfigError
+from shared.contracts import rewards as rw
 from tests.unit.notifier.support import (
     at,
     fire,
@@ -72,7 +74,7 @@ def test_stage_trigger_from_filter() -> None:
 
 
 def test_rewards_trigger_by_tier_and_badge() -> None:
-    gold = with_campaign(trigger={"rewards": {"event": "tier_changed", "tiers": ["gold", "platinum"]}})
+    gold = with_campaign(trigger={"rewards": {"event": "tier_changed", "tiers": ["gold"]}})
     assert fired(gold, Projection("u1"), rewards("tier_changed", at(0), tier="gold", from_tier="silver")) == [
         "probe"
     ]
@@ -81,6 +83,28 @@ def test_rewards_trigger_by_tier_and_badge() -> None:
     )
     badge = with_campaign(trigger={"rewards": {"event": "badge_earned"}})
     assert fired(badge, Projection("u1"), rewards("badge_earned", at(0), badge="streak-7")) == ["probe"]
+
+
+def test_tier_up_follows_the_rewards_event_and_knows_the_shipped_tiers() -> None:
+    """The shipped tier_up campaign greets a first promotion (member -> silver), whichever way
+    the rewards event says the tier moved, and never a demotion."""
+    cfg = with_campaign(trigger={"rewards": {"event": "tier_changed", "direction": "up"}})
+    up = rewards("tier_changed", at(0), tier="silver", from_tier="member")
+    assert fired(cfg, Projection("u1"), up) == ["probe"]
+    down = rewards("tier_changed", at(0), tier="silver", from_tier="gold")
+    assert fired(cfg, Projection("u1"), down) == []
+    # A tier the notifier's list does not know: the event's own direction decides.
+    odd = rewards("tier_changed", at(0), tier="vip", from_tier="member", direction="up")
+    assert fired(cfg, Projection("u1"), odd) == ["probe"]
+    assert fired(cfg, Projection("u1"), replace(odd, direction="down")) == []
+
+
+def test_a_tier_changed_record_carries_its_direction_from_the_reason() -> None:
+    record = rw.parse_rewards(
+        {"id": "r1", "type": "tier_changed", "userId": "u1", "at": "2026-01-01T00:00:00Z",
+         "configVersion": "v", "from": "member", "to": "silver", "reason": "promoted"}
+    )  # fmt: skip
+    assert rewards_input(record).direction == "up"
 
 
 def test_audience_conditions_on_traits_segments_and_ages() -> None:
