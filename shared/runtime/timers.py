@@ -50,6 +50,9 @@ __all__ = [
 
 log = get_logger(__name__)
 _BACKLOG_COUNT_EVERY = timedelta(seconds=15)
+# While batches come back full, a claim starts where the last one began (see `timer_store._CLAIM`);
+# a timer due before that (armed into the past, or retried) waits for a partial batch or this long.
+_FLOOR_FOR = timedelta(seconds=5)
 
 
 class TimerHandler(Protocol):
@@ -150,6 +153,8 @@ class TimerWorker(WorkLoop):
         self._clock = clock
         self._next_backlog_count = datetime.min.replace(tzinfo=UTC)
         self._next_dead_count = datetime.min.replace(tzinfo=UTC)
+        self._floor = store.NO_FLOOR
+        self._floor_until = datetime.min.replace(tzinfo=UTC)
         super().__init__("timer batch", drain_on_stop=False)
 
     async def run(self) -> None:
@@ -173,7 +178,10 @@ class TimerWorker(WorkLoop):
         claimed: list[Timer] = []
         try:
             async with self._sessions() as session, session.begin():
-                rows = await store.claim(session, now, self._kinds, self._batch_size)
+                if now >= self._floor_until:
+                    self._floor = store.NO_FLOOR
+                rows = await store.claim(session, now, self._kinds, self._batch_size, self._floor)
+                self._move_floor(rows, now)
                 if not rows:
                     self._metrics.timer_backlog.set(0)
                     return 0
@@ -181,6 +189,7 @@ class TimerWorker(WorkLoop):
                 handled = await self._fire(session, claimed, rows, now)
                 await self._measure_backlog(session, now, len(rows), len(handled))
         except Exception as exc:
+            self._floor = store.NO_FLOOR
             if is_retryable(exc) or not claimed:
                 raise  # an outage: the loop backs off and the batch is offered again as it was
             log.warning(
@@ -195,6 +204,14 @@ class TimerWorker(WorkLoop):
             # Every due timer belongs to a user busy in an event batch: give that batch a moment.
             await asyncio.sleep(0.02)
         return len(handled)
+
+    def _move_floor(self, rows: Sequence[Sequence[Any]], now: datetime) -> None:
+        if len(rows) < self._batch_size:
+            self._floor = store.NO_FLOOR  # the backlog is drained: look at everything again
+            return
+        if self._floor == store.NO_FLOOR:
+            self._floor_until = now + _FLOOR_FOR
+        self._floor = rows[0][2]  # the oldest of the batch: the rows it put back stay in reach
 
     async def _fire(
         self, session: AsyncSession, due: Sequence[Timer], rows: Sequence[Sequence[Any]], now: datetime

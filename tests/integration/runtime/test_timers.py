@@ -258,10 +258,13 @@ def _batch_workers(
     registry: CollectorRegistry,
     batch: int,
     n: int = 1,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> list[timers.TimerWorker]:
     metrics = RuntimeMetrics.create(registry, "test")
     return [
-        timers.TimerWorker(sessions, handler, ["idle"], metrics, "test", batch_size=batch, registry=registry)
+        timers.TimerWorker(
+            sessions, handler, ["idle"], metrics, "test", batch_size=batch, registry=registry, clock=clock
+        )
         for _ in range(n)
     ]
 
@@ -377,3 +380,35 @@ async def test_the_backlog_gauge_counts_what_is_left_after_each_full_batch(engin
     # Counted at most every few seconds while batches are full; a partial batch empties it.
     assert await worker.fire_due() == 50
     assert registry.get_sample_value("userops_timer_backlog", {"service": "test"}) == 0
+
+
+async def test_a_timer_due_before_a_full_batch_fires_once_the_backlog_drains(engine: AsyncEngine) -> None:
+    sessions = session_factory(engine)
+    await _schedule(sessions, [f"u{i}" for i in range(250)])
+    [worker] = _batch_workers(sessions, BatchHandler(), CollectorRegistry(), 100)
+    assert await worker.fire_due() == 100
+    await _arm_late(sessions)
+    sizes = []
+    while n := await worker.fire_due():
+        sizes.append(n)
+    # While batches came back full the claim started where the last batch began, past "late".
+    assert sizes == [100, 50, 1]
+    assert "late" in {k for k, _ in await _firings(engine)}
+    assert await _rows(engine) == {}
+
+
+async def test_a_timer_due_before_a_full_batch_waits_a_few_seconds_at_most(engine: AsyncEngine) -> None:
+    sessions = session_factory(engine)
+    await _schedule(sessions, [f"u{i}" for i in range(300)])
+    now = [datetime.now(UTC)]
+    [worker] = _batch_workers(sessions, BatchHandler(), CollectorRegistry(), 100, clock=lambda: now[0])
+    assert await worker.fire_due() == 100
+    await _arm_late(sessions)
+    now[0] += timedelta(seconds=6)
+    assert await worker.fire_due() == 100
+    assert "late" in {k for k, _ in await _firings(engine)}
+
+
+async def _arm_late(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as s, s.begin():
+        await timers.schedule(s, [timers.Timer("idle", "late", datetime.now(UTC) - timedelta(hours=1))])
