@@ -128,21 +128,34 @@ async def _prepare(
 
 
 async def _explain(conn: asyncpg.Connection, kinds: list[str], batch: int) -> None:
-    """EXPLAIN ANALYZE of the claim (and what it deletes) on the filled table, rolled back."""
+    """EXPLAIN ANALYZE of the claim (and what it deletes) on the table as it is, rolled back.
+
+    From the start of the index, and (where the claim takes a lower bound) from the oldest live
+    due timer, as a worker draining a backlog does.
+    """
     from shared.runtime import timer_store as store
 
     claim = getattr(store, "_CLAIM", None)
     if claim is None:  # the claim before it became a DELETE
         claim = store.CLAIM
     sql = str(claim).replace(":now", "$1").replace(":kinds", "$2").replace(":n", "$3")
-    print(f"  EXPLAIN ANALYZE claim of {batch:,}:", flush=True)
-    tx = conn.transaction()
-    await tx.start()
-    try:
-        for row in await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", datetime.now(UTC), kinds, batch):
-            print("    " + row[0])
-    finally:
-        await tx.rollback()
+    floors: list[tuple[str, list[Any]]] = [("", [])]
+    if ":floor" in sql:
+        sql = sql.replace(":floor", "$4")
+        oldest = await conn.fetchval("SELECT min(due_at) FROM timers WHERE kind = ANY($1)", kinds)
+        floors = [(" from the start", [store.NO_FLOOR]), (" from the oldest due", [oldest])]
+    for what, extra in floors:
+        print(f"  EXPLAIN ANALYZE claim of {batch:,}{what}:", flush=True)
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            plan = await conn.fetch(
+                f"EXPLAIN (ANALYZE, BUFFERS) {sql}", datetime.now(UTC), kinds, batch, *extra
+            )
+            for line in plan:
+                print("    " + line[0])
+        finally:
+            await tx.rollback()
 
 
 async def _due(conn: asyncpg.Connection, kinds: list[str]) -> int:
