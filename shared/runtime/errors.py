@@ -31,8 +31,9 @@ class ConsumerFailed(Exception):
 # SQLSTATEs that mean "try the same transaction again": serialization failure, deadlock, the
 # connection/operator-intervention classes (08xxx, 57Pxx: the server went away), insufficient
 # resources (53xxx), a read-only transaction (25006: connected to a standby after a failover),
-# a cancelled statement (57014: statement_timeout or pg_cancel_backend) and a lock timeout (55P03).
-_RETRYABLE_SQLSTATES = ("40001", "40P01", "08", "57P", "53", "25006", "57014", "55P03")
+# a cancelled statement (57014: statement_timeout or pg_cancel_backend), a lock timeout (55P03)
+# and a database that refuses connections for maintenance (55000: ALLOW_CONNECTIONS false).
+_RETRYABLE_SQLSTATES = ("40001", "40P01", "08", "57P", "53", "25006", "57014", "55P03", "55000")
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -154,4 +155,29 @@ async def test_failover_cancel_and_lock_timeout_errors_are_retryable(
     finally:
         await engine.dispose()
     assert getattr(caught.value.orig, "sqlstate", None) == sqlstate
+    assert is_retryable(caught.value)
+
+
+async def test_a_database_closed_to_connections_for_maintenance_is_retryable(database: str) -> None:
+    """`ALTER DATABASE ... ALLOW_CONNECTIONS false` refuses new sessions with SQLSTATE 55000: an
+    outage to wait out, not a fault that should end the service."""
+    name = make_url(database).database
+    admin = create_engine(str(make_url(database).set(database="postgres")), pool_size=1)
+    engine = create_engine(database, pool_size=1)
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            await conn.commit()
+        try:
+            with pytest.raises(DBAPIError) as caught:
+                async with engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+        finally:
+            async with admin.connect() as conn:
+                await conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+                await conn.commit()
+    finally:
+        await engine.dispose()
+        await admin.dispose()
+    assert getattr(caught.value.orig, "sqlstate", None) == "55000"
     assert is_retryable(caught.value)

@@ -26,6 +26,7 @@ class _PgError(Exception):
         ("25006", True),  # read-only transaction: connected to a standby after a failover
         ("57014", True),  # query cancelled (statement_timeout, pg_cancel_backend)
         ("55P03", True),  # lock timeout
+        ("55000", True),  # the database does not allow connections now (maintenance)
         ("40001", True),
         ("57P01", True),
         ("23505", False),  # unique violation: a bug, not infrastructure
