@@ -70,6 +70,12 @@ if ! "$docker" info >/dev/null 2>&1; then
     fi
 fi
 "$docker" compose version >/dev/null || die "docker compose plugin not usable"
+# BuildKit's cache outlives a change of storage driver but its layers do not: drop it then.
+driver=$("$docker" info --format '{{.Driver}}')
+if [ "$(cat "$cache/driver" 2>/dev/null)" != "$driver" ]; then
+    "$docker" builder prune -af >/dev/null
+    echo "$driver" >"$cache/driver"
+fi
 say "engine ready: $("$docker" info --format 'engine {{.ServerVersion}}, storage {{.Driver}}'), compose $("$docker" compose version --short)"
 
 # --- 2. stand-ins ----------------------------------------------------------------------------
