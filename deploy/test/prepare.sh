@@ -27,8 +27,7 @@ mkdir -p "$cache"
 
 # --- 1. engine -------------------------------------------------------------------------------
 missing=()
-command -v dockerd >/dev/null || missing+=(docker.io)
-[ -x /usr/bin/docker ] || missing+=(docker.io)
+{ command -v dockerd >/dev/null && [ -x /usr/bin/docker ]; } || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v iptables >/dev/null || missing+=(iptables)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -121,10 +120,11 @@ if [ ! -f "$kafka_ctx/.jars" ]; then
     command -v mvn >/dev/null || die "fetching Kafka needs Maven"
     rm -rf "$kafka_ctx"
     mkdir -p "$kafka_ctx"
-    mvn -B -q -Dstyle.color=never -f scripts/kafka/pom.xml dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$kafka_ctx/libs" || die "Maven: scripts/kafka/pom.xml"
-    mvn -B -q -Dstyle.color=never -f "$here/kafka/pom.xml" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$kafka_ctx/tools" || die "Maven: deploy/test/kafka/pom.xml"
+    for pom in scripts/kafka/pom.xml:libs "$here/kafka/pom.xml":tools; do
+        mvn -B -q -f "${pom%:*}" dependency:copy-dependencies -DincludeScope=runtime \
+            -DoutputDirectory="$kafka_ctx/${pom##*:}" >"$logs/maven.log" 2>&1 \
+            || { tail -n 30 "$logs/maven.log" >&2; die "Maven: ${pom%:*}"; }
+    done
     touch "$kafka_ctx/.jars"
 fi
 rm -rf "$kafka_ctx/bin"
