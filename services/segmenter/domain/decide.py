@@ -15,8 +15,10 @@ ids. Outputs are `shared.contracts.lifecycle` models.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from typing import Final
 
 from services.segmenter.config import SegmenterConfig
@@ -139,31 +141,57 @@ def apply_timer(
     `due_at` (the timer row's instant, default `now`) names the input of segment changes.
     """
     decision = Decision(state)
-    _catch_up(decision, cfg, now)
-    _settle(decision, cfg, now, idle_input_id(state.user_id, due_at or now))
+    # No fact changes between catching up and settling, so the stage the catch-up found
+    # holding until its last deadline and that deadline hold at `now` too: computed once.
+    known = _catch_up(decision, cfg, now)
+    _settle(decision, cfg, now, partial(idle_input_id, state.user_id, due_at or now), known)
     return decision
 
 
-def _catch_up(decision: Decision, cfg: SegmenterConfig, until: datetime) -> None:
+def _catch_up(
+    decision: Decision, cfg: SegmenterConfig, until: datetime
+) -> tuple[str, datetime | None] | None:
+    """Apply the time-driven changes up to `until`. Returns (the stage at `state.as_of` and
+    until `until`, the next instant after `until` it changes) when it found them (it caught
+    up fully), else None."""
     state = decision.state
     at = state.as_of
     if state.stage is None or at is None:
-        return
+        return None
+    current: str | None = None  # the stage at `at`, once known
     for _ in range(MAX_CATCH_UP):
-        deadline = next_deadline(state, cfg, at)
+        if current is None:
+            current = stage_at(state, cfg, at)
+        deadline = next_deadline(state, cfg, at, current)
         if deadline is None or deadline > until:
-            break
+            state.as_of = at
+            return current, deadline
         stage, reason = compute_stage(state, cfg, deadline)
         _change_stage(decision, cfg, stage, reason, deadline, idle_input_id(state.user_id, deadline))
         at = deadline
+        current = stage
     state.as_of = at
+    return None
 
 
-def _settle(decision: Decision, cfg: SegmenterConfig, now: datetime, input_id: str) -> None:
+def _settle(
+    decision: Decision,
+    cfg: SegmenterConfig,
+    now: datetime,
+    input_id: str | Callable[[], str],
+    known: tuple[str, datetime | None] | None = None,
+) -> None:
+    """Settle the stage and segments at `now`. `known`: `_catch_up`'s result when no fact
+    changed since (the stage at `as_of`, which holds until the deadline after it); `input_id`
+    may be a function giving it (called only when an output needs it)."""
     state = decision.state
     at = now if state.as_of is None or now > state.as_of else state.as_of  # never back in time
-    stage = stage_at(state, cfg, at)
+    if known is not None and (known[1] is None or known[1] > at):
+        stage, deadline_known = known[0], True
+    else:
+        stage, deadline_known = stage_at(state, cfg, at), False
     if stage != state.stage:  # the reason is worded only when it is needed
+        input_id = _spelled(input_id)
         _change_stage(decision, cfg, stage, compute_stage(state, cfg, at)[1], at, input_id)
     state.as_of = at
     membership = evaluate(state, cfg, at, stage)
@@ -171,16 +199,21 @@ def _settle(decision: Decision, cfg: SegmenterConfig, now: datetime, input_id: s
     state.rfm_segment = membership.rfm_segment
     if membership.segments != state.segments:
         before, after = set(state.segments), set(membership.segments)
+        input_id = _spelled(input_id)
         for name in sorted(after - before):
             decision.events.append(_segment_event(state, cfg, "segment_entered", name, at, input_id))
         for name in sorted(before - after):
             decision.events.append(_segment_event(state, cfg, "segment_exited", name, at, input_id))
         state.segments = membership.segments
-    deadline = next_deadline(state, cfg, at, stage)
+    deadline = known[1] if deadline_known and known is not None else next_deadline(state, cfg, at, stage)
     check = next_segment_check(state, cfg, at)
     if deadline is None or (check is not None and check < deadline):
         deadline = check
     decision.next_timer_at = deadline
+
+
+def _spelled(input_id: str | Callable[[], str]) -> str:
+    return input_id if isinstance(input_id, str) else input_id()
 
 
 def _change_stage(
