@@ -8,7 +8,7 @@ false rather than fail.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -105,9 +105,9 @@ def comparator(op: str, expected: Any) -> Callable[[Any], bool]:
 def compile_condition(node: Condition) -> Predicate:
     """The tree as one function; built once per config, called per event."""
     if isinstance(node, AllOf):
-        return _all_of(tuple(compile_condition(c) for c in node.all))
+        return _all_of(tuple(compile_condition(c) for c in _cheapest_first(node.all)))
     if isinstance(node, AnyOf):
-        return _any_of(tuple(compile_condition(c) for c in node.any))
+        return _any_of(tuple(compile_condition(c) for c in _cheapest_first(node.any)))
     if isinstance(node, NotOf):
         inner = compile_condition(node.not_)
         return lambda f: not inner(f)
@@ -120,6 +120,27 @@ def compile_condition(node: Condition) -> Predicate:
     if isinstance(node, EventCountCondition):
         return _event_count(node)
     return _not_done(node)
+
+
+def _cost(node: Condition) -> int:
+    """How much a condition costs to test: a field or a trait is a lookup, `not_done` one
+    subtraction, an event count a loop over days; a tree, its dearest part."""
+    if isinstance(node, FieldCondition | TraitCondition):
+        return 0
+    if isinstance(node, NotDoneCondition):
+        return 1
+    if isinstance(node, EventCountCondition):
+        return 3
+    if isinstance(node, NotOf):
+        return _cost(node.not_)
+    parts = node.all if isinstance(node, AllOf) else node.any
+    return max((_cost(c) for c in parts), default=0)
+
+
+def _cheapest_first(parts: Sequence[Condition]) -> list[Condition]:
+    """`parts` in the order to test them: every test is pure and total (it never raises), so
+    `all`/`any` give the same answer in any order, and a cheap part may settle it first."""
+    return sorted(parts, key=_cost)
 
 
 def _all_of(parts: tuple[Predicate, ...]) -> Predicate:
