@@ -5,12 +5,15 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logging import get_logger
 
@@ -89,6 +92,80 @@ def install_json_errors(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(Exception, on_unexpected)
+    app.add_middleware(RefuseNul)
+
+
+def _nul_in_json(value: Any, where: str) -> str | None:
+    """The dotted path of the first string or key in `value` holding NUL, else None."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    items: Any = (
+        value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    )
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            return where
+        found = _nul_in_json(item, f"{where}.{key}")
+        if found is not None:
+            return found
+    return None
+
+
+class RefuseNul:
+    """A request whose path, query or JSON body carries NUL (U+0000) is a 400 naming where.
+
+    PostgreSQL cannot store or even compare a text value holding NUL: without this, an id such
+    as `/v1/users/%00` reached the database and came back as a 500.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        where = "path" if "\x00" in scope["path"] else None
+        if where is None and b"%00" in scope.get("query_string", b""):
+            query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+            where = next((f"query.{k}" for k, v in query if "\x00" in k + v), None)
+        if where is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            body, receive = await _buffered(receive)
+            if b"\\u0000" in body:
+                try:
+                    where = _nul_in_json(orjson.loads(body), "body")
+                except orjson.JSONDecodeError:
+                    where = None  # FastAPI answers malformed JSON itself
+        if where is None:
+            await self.app(scope, receive, send)
+            return
+        answer = JSONResponse(
+            {"code": "invalid_request", "message": f"{where}: must not contain NUL (U+0000)"}, status_code=400
+        )
+        await answer(scope, receive, send)
+
+
+async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole request body, and a `receive` that hands it to the app again."""
+    chunks: list[bytes] = []
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return body, replay
 
 
 _bearer = HTTPBearer(auto_error=False)
