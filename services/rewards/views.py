@@ -76,7 +76,8 @@ class Statement(BaseModel):
 
 
 class RedemptionRequest(BaseModel):
-    points: int = Field(gt=0, le=1_000_000_000, description="Points to reserve.")
+    # strict: JSON `true` or "5" is not an amount (lax mode read `true` as 1 point)
+    points: int = Field(gt=0, le=1_000_000_000, strict=True, description="Points to reserve.")
     reference: str | None = Field(
         default=None, max_length=200, description="The caller's order or reward id."
     )
@@ -93,7 +94,7 @@ class Redemption(BaseModel):
 
 class AdjustmentRequest(BaseModel):
     points: int = Field(
-        ge=-1_000_000_000, le=1_000_000_000, description="Non-zero; negative needs `reverses`."
+        ge=-1_000_000_000, le=1_000_000_000, strict=True, description="Non-zero; negative needs `reverses`."
     )
     reason: str = Field(min_length=1, max_length=500)
     actor: str = Field(min_length=1, max_length=200, description="Who made the adjustment.")
