@@ -297,5 +297,9 @@ _WIRE_FIELDS: Final[dict[type[Any], tuple[str, ...]]] = {
 that these are all their fields)."""
 
 
-def _parse(states: dict[str, dict[str, object] | None]) -> dict[str, UserState | None]:
-    return {uid: (UserState.from_dict(s) if s else None) for uid, s in states.items()}
+def _parse(states: dict[str, bytes | None]) -> dict[str, UserState | None]:
+    out: dict[str, UserState | None] = {}
+    for uid, raw in states.items():
+        decoded = store.decode_state(raw)
+        out[uid] = UserState.from_dict(decoded) if decoded else None
+    return out

@@ -78,14 +78,15 @@ PROFILE_LOCK: Final = RowLock(
 class LockedProfiles:
     """Profiles locked for one unit of work.
 
-    `states`: user id → stored state (None: a row without state yet, a placeholder created just
-    now — listed in `created` — or a profile merged into another). `stages`: the stored stage
+    `states`: user id → stored state, as stored (`decode_state` reads it; the caller decodes,
+    so it decides when the work is done), or None: a row without state yet, a placeholder
+    created just now — listed in `created` — or a profile merged into another. `stages`: the stored stage
     of every row counted in `stage_counts` (existing and not merged). `busy`: rows another
     transaction holds (`skip_locked` only). `missing`: ids with no row at all (`skip_locked`
     only; without it a placeholder is created).
     """
 
-    states: dict[str, dict[str, Any] | None]
+    states: dict[str, bytes | None]
     stages: dict[str, str] = field(default_factory=dict)
     created: set[str] = field(default_factory=set)
     busy: set[str] = field(default_factory=set)
@@ -105,11 +106,11 @@ async def lock_profiles(
     locked = await lock_rows(
         session, PROFILE_LOCK, user_ids, create=not skip_locked, skip_locked=skip_locked, params={"now": now}
     )
-    states: dict[str, dict[str, Any] | None] = {}
+    states: dict[str, bytes | None] = {}
     stages: dict[str, str] = {}
     for uid, r in locked.rows.items():
         if r.merged_into is None:
-            states[uid] = _decode(r.state)
+            states[uid] = r.state or None
             stages[uid] = r.stage
         else:
             states[uid] = None
@@ -117,7 +118,7 @@ async def lock_profiles(
     return LockedProfiles(states, stages, locked.created, locked.busy, locked.missing)
 
 
-def _decode(state: bytes | None) -> dict[str, Any] | None:
+def decode_state(state: bytes | None) -> dict[str, Any] | None:
     """A stored state's JSON form; None for a placeholder (empty; `{}` before revision 0004)."""
     if not state:
         return None
