@@ -13,7 +13,9 @@ consumer dead-letters), so that nothing ingest acknowledges can fail a consumer'
 - no string anywhere in the event (ids, names, keys, values) contains U+0000, which PostgreSQL
   `text` and `jsonb` cannot store;
 - every number is finite (JSON has no NaN or Infinity; a literal like `1e400` overflows);
-- no value nests deeper than `MAX_DEPTH` objects/arrays below its top-level field.
+- no value nests deeper than `MAX_DEPTH` objects/arrays below its top-level field;
+- `timestamp` and `receivedAt` lie in [`MIN_TIMESTAMP`, `MAX_TIMESTAMP`): the consumers add and
+  subtract days, weeks and years to event times, which a date near year 1 or 9999 overflows.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ MAX_DEPTH: Final = 32
 """Objects/arrays a value may nest below its top-level field (`properties` itself is level 1)."""
 ID_FIELDS: Final = ("userId", "anonymousId", "groupId", "previousId")
 _NUL: Final = "\x00"
+MIN_TIMESTAMP: Final = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest event time (inclusive)."""
+MAX_TIMESTAMP: Final = datetime(3000, 1, 1, tzinfo=UTC)
+"""The first event time past the range (exclusive)."""
+TIMESTAMP_RANGE: Final = "must be from 1970-01-01 up to (not including) 3000-01-01"
 
 
 class InvalidEvent(ValueError):
@@ -145,7 +152,13 @@ def parse_ts(value: Any, field_name: str) -> datetime:
         ts = datetime.fromisoformat(text)
     except ValueError as exc:
         raise InvalidEvent(field_name, f"is not an ISO-8601 timestamp: {value[:40]!r}") from exc
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    try:
+        ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    except OverflowError:
+        raise InvalidEvent(field_name, TIMESTAMP_RANGE) from None
+    if not MIN_TIMESTAMP <= ts < MAX_TIMESTAMP:
+        raise InvalidEvent(field_name, TIMESTAMP_RANGE)
+    return ts
 
 
 def partition_key(event: dict[str, Any]) -> str:

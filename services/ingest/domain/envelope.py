@@ -33,6 +33,9 @@ from shared.events import (
     MAX_ID_BYTES,
     MAX_MESSAGE_ID_LEN,
     MAX_NAME_BYTES,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    TIMESTAMP_RANGE,
     InvalidEvent,
     check_id,
     check_text,
@@ -322,6 +325,10 @@ def _stamp_times(
             corrected = parse_ts(client_ts, prefix + "timestamp")  # both were sent, no sentAt
         else:
             corrected = original
+        if not MIN_TIMESTAMP <= corrected < MAX_TIMESTAMP:  # the consumers' date arithmetic overflows
+            raise OverflowError
         ev["timestamp"] = format_ts(corrected)
     except OverflowError:
-        raise InvalidRequest(f"{prefix}timestamp: is out of range (client clock)") from None
+        raise InvalidRequest(
+            f"{prefix}timestamp: is out of range (client clock): {TIMESTAMP_RANGE}"
+        ) from None

@@ -246,7 +246,7 @@ def test_absurd_client_clocks_are_refused_not_crashed_on() -> None:
         "timestamp": "0001-01-01T00:00:00Z",
         "sentAt": "9999-12-31T23:59:59Z",
     }
-    assert refused("track", body) == "timestamp: is out of range (client clock)"
+    assert refused("track", body).startswith("timestamp: is out of range (client clock)")
 
 
 def test_nesting_deeper_than_the_limit_is_a_400_naming_the_path() -> None:

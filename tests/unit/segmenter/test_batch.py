@@ -173,7 +173,7 @@ TRAITS = st.dictionaries(IDS, st.one_of(NUMBERS, IDS, st.booleans(), st.none()),
 INSTANTS = st.one_of(
     st.datetimes(datetime(2000, 1, 1), datetime(2030, 1, 1), timezones=st.just(UTC)),
     st.sampled_from(
-        [datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 30, tzinfo=UTC), datetime(1970, 1, 1, tzinfo=UTC)]
+        [datetime(1970, 1, 1, tzinfo=UTC), datetime(2999, 12, 31, 23, 59, tzinfo=UTC)]  # the contract edges
     ),
 )
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
