@@ -122,7 +122,7 @@ def _timestamp(rng: random.Random, now: datetime) -> dict[str, Any]:
     if kind == 7:
         return {
             "timestamp": rng.choice(
-                ["1970-01-01T00:00:00Z", "2000-02-29T23:59:59.999Z", "0001-01-02T00:00:00Z"]
+                ["1970-01-01T00:00:00Z", "2000-02-29T23:59:59.999Z", "1970-01-01T00:00:00.001Z"]
             )
         }
     if kind == 8:  # naive: taken as UTC
@@ -132,7 +132,7 @@ def _timestamp(rng: random.Random, now: datetime) -> dict[str, Any]:
         happened = now - timedelta(minutes=rng.randrange(600)) + skew
         return {"timestamp": happened.isoformat(), "sentAt": (now + skew).isoformat()}
     if kind == 10:  # far in the future and no sentAt: the consumer takes it as its own now
-        return {"timestamp": rng.choice(["2099-01-01T00:00:00Z", "9999-12-31T23:59:59Z"])}
+        return {"timestamp": rng.choice(["2099-01-01T00:00:00Z", "2999-12-31T23:59:59Z"])}
     return {
         "originalTimestamp": (now - timedelta(days=rng.randrange(30))).isoformat(),
         "timestamp": now.isoformat(),
@@ -231,6 +231,16 @@ def _refused(rng: random.Random) -> list[Call]:
             expect_refused=True,
         ),
         Call("/v1/track", {"userId": "u", "event": "E", "properties": {"bio": "a\x00"}}, expect_refused=True),
+        Call(
+            "/v1/track",
+            {"userId": "u", "event": "E", "timestamp": "0001-01-02T00:00:00Z"},
+            expect_refused=True,
+        ),
+        Call(
+            "/v1/track",
+            {"userId": "u", "event": "E", "timestamp": "9999-12-31T23:59:59Z"},
+            expect_refused=True,
+        ),
     ]
 
 
