@@ -64,6 +64,14 @@ def error_body(status_code: int, detail: Any) -> dict[str, str]:
     return {"code": _CODES.get(status_code, "http_error"), "message": str(detail)}
 
 
+def route_template(request: Request) -> str:
+    """The path template of the route that matched `request` (`/v1/users/{user_id}`), or
+    "(unmatched)": never the request's own path, which may carry user ids."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", None)
+    return template if isinstance(template, str) else "(unmatched)"
+
+
 def install_json_errors(app: FastAPI) -> None:
     """Every error of `app`, FastAPI's and Starlette's own included, as `{"code", "message"}`."""
 
@@ -86,7 +94,10 @@ def install_json_errors(app: FastAPI) -> None:
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error", error=repr(exc)[:500], path=request.url.path)
+        # The route template (`/v1/users/{user_id}`), never the raw path: paths carry user ids.
+        log.error(
+            "unhandled error", error=repr(exc)[:500], method=request.method, route=route_template(request)
+        )
         return JSONResponse({"code": "internal_error", "message": "internal error"}, status_code=500)
 
     app.add_exception_handler(StarletteHTTPException, on_http_error)
