@@ -19,7 +19,7 @@ from scripts.commands.endpoints import EndpointError, Endpoints, load_endpoints
 from scripts.commands.simulate import build, default_start, deliver
 from scripts.sim.model import Redemption
 from scripts.sim.settle import DEFAULT_GROUPS, Behind, wait_caught_up
-from scripts.sim.summary import collect, print_summary
+from scripts.sim.summary import collect, print_summary, summary_console
 from scripts.stack.procs import port_in_use, read_pid
 from scripts.stack.services import service_env, service_port, service_specs
 from scripts.stack.settings import StackSettings
@@ -151,7 +151,7 @@ def demo_cmd(
 
     Example: userops demo --seed 7 --users 1200 --weeks 16 --keep
     """
-    console = Console()
+    console = summary_console()
     settings = StackSettings()
     try:
         ep = load_endpoints()

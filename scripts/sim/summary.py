@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any, Final
 
 import httpx
 from rich.console import Console
@@ -12,6 +13,19 @@ from rich.table import Table
 
 from scripts.commands.endpoints import Endpoints
 from scripts.sim.model import Simulation
+
+# Columns of the summary when stdout is not a terminal (`make demo > file`): rich would use 80
+# and wrap campaign names and cohort dates across lines.
+FILE_WIDTH: Final = 160
+
+
+def summary_console(file: IO[str] | None = None) -> Console:
+    """The console the summary prints to: the terminal's width, or at least FILE_WIDTH columns
+    when the output is a file or a pipe."""
+    console = Console(file=file)
+    if console.is_terminal:
+        return console
+    return Console(file=file, width=max(FILE_WIDTH, shutil.get_terminal_size().columns))
 
 
 @dataclass(slots=True)
