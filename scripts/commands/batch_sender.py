@@ -66,7 +66,8 @@ class Item:
 class Outcome:
     """What became of the file's lines."""
 
-    lines: int = 0
+    lines: int = 0  # non-blank lines read
+    malformed: int = 0  # of them, lines that are not a JSON object (also in `rejected`)
     accepted: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
     failed: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
@@ -76,6 +77,11 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return not self.rejected and not self.failed
+
+    @property
+    def events(self) -> int:
+        """Lines that are events (JSON objects), sent or rejected by ingest."""
+        return self.lines - self.malformed
 
 
 class WriteKeyRefused(Exception):
@@ -91,9 +97,11 @@ def read_items(stream: IO[bytes], outcome: Outcome) -> Iterator[Item]:
         try:
             event = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
+            outcome.malformed += 1
             outcome.rejected.append((number, f"malformed JSON: {exc}"))
             continue
         if not isinstance(event, dict):
+            outcome.malformed += 1
             outcome.rejected.append((number, f"must be a JSON object, not {_json_type(event)}"))
             continue
         if not event.get("messageId"):

@@ -129,7 +129,7 @@ def send_cmd(
                 sender.send(chunk)
                 sent += len(chunk)
                 progress.update(task, completed=raw.tell(), events=sent)
-            progress.update(task, completed=total)
+            progress.update(task, completed=total, events=outcome.events)
     except WriteKeyRefused as exc:
         _summary(outcome, file)
         fail(f"{exc} (set USEROPS_WRITE_KEY to a write key of config/ingest.yaml)")
@@ -144,12 +144,12 @@ def send_cmd(
 def _summary(outcome: Outcome, file: Path) -> None:
     out = Console()
     out.print(
-        f"[bold]{escape(file.name)}[/bold]: {outcome.lines} events, {outcome.requests} requests, "
-        f"{outcome.retries} retries"
+        f"[bold]{escape(file.name)}[/bold]: {outcome.lines} lines: {outcome.events} events, "
+        f"{outcome.malformed} malformed; {outcome.requests} requests, {outcome.retries} retries"
     )
     table = Table()
     table.add_column("status")
-    table.add_column("events", justify="right")
+    table.add_column("lines", justify="right")
     table.add_row("[green]accepted[/green]", str(outcome.accepted))
     table.add_row("[red]rejected[/red]" if outcome.rejected else "rejected", str(len(outcome.rejected)))
     table.add_row("[red]failed[/red]" if outcome.failed else "failed", str(len(outcome.failed)))

@@ -74,7 +74,7 @@ def test_malformed_lines_are_named_by_number_and_the_rest_is_read() -> None:
     assert [n for n, _ in outcome.rejected] == [2, 4]
     assert "malformed JSON" in outcome.rejected[0][1]
     assert outcome.rejected[1][1] == "must be a JSON object, not an array"
-    assert outcome.lines == 4
+    assert (outcome.lines, outcome.events, outcome.malformed) == (4, 2, 2)
     assert all(orjson.loads(i.body)["messageId"] for i in items)  # fixed before the first attempt
 
 
@@ -174,3 +174,14 @@ def test_cli_with_an_empty_file_sends_nothing_and_succeeds(tmp_path: Path) -> No
     )
     assert result.exit_code == 0, result.output
     assert "0 events" in result.output
+
+
+def test_the_progress_line_and_the_summary_count_events_alike(tmp_path: Path) -> None:
+    file = tmp_path / "events.ndjson"
+    events = [orjson.dumps({"userId": u, "type": "track", "event": "x"}) for u in "abcd"]
+    file.write_bytes(b"\n".join([*events[:2], b"{not json", *events[2:]]) + b"\n")
+    env = {"USEROPS_INGEST_URL": f"http://127.0.0.1:{free_port()}", "COLUMNS": "200"}
+    result = CliRunner().invoke(app, ["send", str(file), "--retries", "0"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "send 4 events" in result.stderr
+    assert "5 lines: 4 events, 1 malformed" in result.stdout
