@@ -81,6 +81,9 @@ def load_yaml(path: Path, model: type[M], context: dict[str, Any] | None = None)
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
+        for mark in (getattr(exc, "context_mark", None), getattr(exc, "problem_mark", None)):
+            if mark is not None:
+                mark.name = str(path)  # `in "segmenter.yaml", line 3`, not `in "<unicode string>"`
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, not {type(raw).__name__}")

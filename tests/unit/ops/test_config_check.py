@@ -70,3 +70,11 @@ def test_help_has_an_example(command: tuple[str, ...]) -> None:
     result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "Example: userops " + " ".join(command) in result.output
+
+
+def test_a_yaml_syntax_error_names_the_file_and_the_line(configs: Path) -> None:
+    path = configs / "segmenter.yaml"
+    path.write_text("stages:\n  - name: new\n    when: [unclosed\n  - name: active\n")
+    [problem] = check_service("segmenter", configs).problems
+    assert f'in "{path}", line 3' in problem, problem
+    assert "<unicode string>" not in problem
