@@ -131,19 +131,29 @@ class ConsumerRunner(ConsumerLoop[T]):
             done, _ = await asyncio.wait(lanes, return_when=asyncio.FIRST_EXCEPTION)
             failed = [t for t in done if not t.cancelled() and t.exception() is not None]
             if failed:
-                self.stop()  # the other lanes finish their batch and commit
-                await asyncio.gather(*lanes, return_exceptions=True)
+                self.mark_started(False)  # not ready from now on, however long stopping takes
+                self.stop()  # the other lanes finish their batch and commit, within the grace
+                _, stuck = await asyncio.wait(lanes, timeout=s.stop_grace_seconds)
+                if stuck:
+                    log.error(
+                        "lanes did not finish after a failure; cancelling them",
+                        consumer=s.consumer,
+                        lanes=len(stuck),
+                    )
                 raise failed[0].exception()  # type: ignore[misc]
         finally:
             self.stop()
+            self.mark_started(False)
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            for task in lanes:  # only when run() itself was cancelled
+            for task in lanes:  # still running: run() was cancelled, or a lane outlived the grace
                 task.cancel()
             await asyncio.gather(*lanes, return_exceptions=True)
-            self.mark_started(False)
-            await self._consumer.stop()
+            try:
+                await asyncio.wait_for(self._consumer.stop(), s.stop_grace_seconds)
+            except TimeoutError:
+                log.error("the Kafka client did not stop in time; leaving it", consumer=s.consumer)
             log.info("consumer stopped", consumer=s.consumer)
 
     async def _lane(self, lane: int) -> None:

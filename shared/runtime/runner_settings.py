@@ -41,6 +41,9 @@ class RunnerSettings:
     dlq_max_consecutive: int = 1000
     health_check_every_seconds: float = 2.0  # how often the broker's reachability is checked
     lag_every_seconds: float = 1.0  # how often the lag of every assigned partition is measured
+    # How long run() waits, after one lane failed, for the others to finish their batch, and for
+    # the Kafka client to stop; then it cancels them, so a failure always ends run().
+    stop_grace_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.lanes < 1 or self.max_batch < 1 or self.dedupe_purge_batch < 1:

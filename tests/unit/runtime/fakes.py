@@ -42,6 +42,9 @@ class FakeConsumer:
     paused: set[TopicPartition] = field(default_factory=set)
     polls_while_paused: int = 0
     poll_failures: list[Exception] = field(default_factory=list)  # raised by the next getmany() calls
+    # Partitions whose poll never returns (a client stuck in a rebalance, say), nor a stop().
+    hanging: set[int] = field(default_factory=set)
+    stop_hangs: bool = False
     on_assigned: OnAssigned | None = None
 
     def add(self, partition: int, key: bytes | None, value: bytes, headers: Any = ()) -> Record:
@@ -57,6 +60,8 @@ class FakeConsumer:
 
     async def stop(self) -> None:
         self.events.append(("consumer_stop",))
+        if self.stop_hangs:
+            await asyncio.Event().wait()
 
     async def getmany(
         self, partitions: Sequence[TopicPartition], timeout_ms: int, max_records: int
@@ -64,6 +69,8 @@ class FakeConsumer:
         if self.poll_failures:
             raise self.poll_failures.pop(0)
         wanted = list(partitions) or sorted(self.assigned)
+        if any(tp.partition in self.hanging for tp in wanted):
+            await asyncio.Event().wait()
         if self.paused and all(tp in self.paused for tp in wanted):
             self.polls_while_paused += 1
         out: dict[TopicPartition, list[Record]] = {}

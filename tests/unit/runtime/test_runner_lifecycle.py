@@ -74,6 +74,20 @@ async def test_run_raises_consumer_failed_on_a_persistent_bug_and_stops_the_cons
     assert not kit.runner.ready
 
 
+async def test_a_failed_lane_ends_run_even_when_another_lane_or_the_client_never_returns() -> None:
+    """A lane stuck in a poll that never returns (or a Kafka client whose stop() hangs) must not
+    keep a failed consumer looking alive: run() turns unready at once and raises within the grace."""
+    kit = make_kit(max_unexpected_failures=2, lanes=2, partitions=2, stop_grace_seconds=0.2)
+    kit.consumer.add(0, b"u", b"u:m0:bug")
+    kit.consumer.hanging = {1}
+    kit.consumer.stop_hangs = True
+    task = asyncio.create_task(kit.runner.run())
+    with pytest.raises(ConsumerFailed):
+        await asyncio.wait_for(asyncio.shield(task), 5)
+    assert not kit.runner.ready
+    assert ("consumer_stop",) in kit.events
+
+
 async def test_run_returns_after_stop() -> None:
     kit = make_kit(partitions=1)
     kit.consumer.add(0, b"u", b"u:m0")
