@@ -66,7 +66,7 @@ def db_upgrade(
     location = REPO_ROOT / "services" / service / "migrations"
 
     async def run() -> None:
-        engine = create_engine(target, pool_size=1)
+        engine = create_engine(target, pool_size=1, statement_timeout=None)  # migrations take their time
         try:
             await migrations.upgrade(engine, location)
         finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 M = TypeVar("M", bound=BaseModel)
@@ -58,6 +58,13 @@ class BaseServiceSettings(BaseSettings):
     pg_port: int = 5432
     pg_user: str = "postgres"
     pg_password: str = ""
+    pg_connect_timeout_seconds: float = Field(10.0, gt=0)
+    # The longest one statement of the service may run (migrations are not limited); 0: no limit.
+    pg_statement_timeout_seconds: float = Field(30.0, ge=0)
+
+    @property
+    def pg_statement_timeout(self) -> float | None:
+        return self.pg_statement_timeout_seconds or None
 
     def database_url(self, database: str) -> str:
         """The async SQLAlchemy URL of one service's own database on the configured server."""

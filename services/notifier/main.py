@@ -94,6 +94,8 @@ def create_app(
     service = ConsumerService(
         name="notifier",
         db_url=settings.db_url,
+        db_connect_timeout=settings.pg_connect_timeout_seconds,
+        db_statement_timeout=settings.pg_statement_timeout,
         kafka_bootstrap=settings.kafka_bootstrap,
         migrations=MIGRATIONS,
         runner=RunnerSettings(

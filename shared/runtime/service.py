@@ -7,7 +7,8 @@ and business metrics — in a `ConsumerService`; `build_app()` owns everything e
   relay, the timer workers, the job workers, then the service's background tasks;
 - probes: `/health` (the process lives and no essential task has died), `/ready` (every part is
   ready: the consumer holds its assignment and reaches the broker and the database, the relay,
-  timer and job workers are healthy), `/metrics`;
+  timer and job workers are healthy, and the database answered a `SELECT 1` within the last
+  15 s), `/metrics`;
 - errors: every HTTP error as `{"code", "message"}`;
 - failure: an essential task that ends while the service is not stopping is logged once as
   critical and ends the process with exit code 1 (via SIGTERM to itself, so the in-flight work of
@@ -36,7 +37,13 @@ from shared.kafka import create_producer
 from shared.logging import get_logger
 from shared.metrics import metrics_router
 from shared.runtime import collector, migrations
-from shared.runtime.db import create_engine, session_factory
+from shared.runtime.db import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_STATEMENT_TIMEOUT,
+    DatabaseWatch,
+    create_engine,
+    session_factory,
+)
 from shared.runtime.jobs import JobKind, JobWorker
 from shared.runtime.metrics import RuntimeMetrics
 from shared.runtime.outbox import OutboxRelay
@@ -77,6 +84,8 @@ class ConsumerService(Generic[T]):
     background: Sequence[Background] = ()  # not essential: cancelled at stop, retried by themselves
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     on_started: Callable[[FastAPI], None] | None = None  # e.g. put config on app.state for routes
+    db_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    db_statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT  # not for migrations: unlimited
 
 
 @dataclass
@@ -87,6 +96,7 @@ class Parts:
     relay: OutboxRelay | None = None
     timer_workers: list[TimerWorker] = field(default_factory=list)
     job_workers: list[JobWorker] = field(default_factory=list)
+    database: DatabaseWatch | None = None
     essential: list[asyncio.Task[None]] = field(default_factory=list)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: bool = False
@@ -103,6 +113,7 @@ class Parts:
             "outbox": bool(self.relay and self.relay.healthy),
             "timers": all(w.healthy for w in self.timer_workers),
             "jobs": all(w.healthy for w in self.job_workers),
+            "database": bool(self.database and self.database.healthy()),
             "tasks": bool(self.essential) and self.failed is None,
         }
         ok = all(checks.values()) and not self.stopping
@@ -131,9 +142,23 @@ def build_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(service.db_url)
+        migrator = create_engine(
+            service.db_url, pool_size=1, connect_timeout=service.db_connect_timeout, statement_timeout=None
+        )
+        try:
+            await migrations.upgrade(migrator, service.migrations)
+        finally:
+            await migrator.dispose()
+        engine = create_engine(
+            service.db_url,
+            connect_timeout=service.db_connect_timeout,
+            statement_timeout=service.db_statement_timeout,
+        )
         app.state.engine = engine
-        await migrations.upgrade(engine, service.migrations)
+        watch_engine = create_engine(
+            service.db_url, pool_size=1, connect_timeout=service.db_connect_timeout, statement_timeout=5.0
+        )
+        database = parts.database = DatabaseWatch(watch_engine)
         producer = create_producer(service.kafka_bootstrap)
         await producer.start()
         sessions = session_factory(engine)
@@ -180,6 +205,7 @@ def build_app(
             asyncio.create_task(task(engine), name=f"background-{i}")
             for i, task in enumerate(service.background)
         ]
+        parts.background.append(asyncio.create_task(database.run(), name="database-watch"))
         log.info("service started", consumer=service.runner.consumer)
         try:
             yield
@@ -188,6 +214,7 @@ def build_app(
             await _shut_down(parts)
             await producer.stop()
             await engine.dispose()
+            await watch_engine.dispose()
             log.info("service stopped", failed_task=parts.failed)
 
     app = FastAPI(title=title or f"userops {service.name}", version="1", lifespan=lifespan)
