@@ -259,9 +259,8 @@ def show_cmd(
         Console().print(render(user_id, answers, limit))
     if not known(answers):
         reachable = [a for a in answers.values() if a.status == "not_found"]
-        hint = " (the admin APIs do not route ids that contain '/')" if "/" in user_id else ""
         fail(
-            f"user {user_id!r} is unknown to every service{hint}"
+            f"user {user_id!r} is unknown to every service"
             if reachable
             else f"user {user_id!r}: no service could be asked (see above)"
         )

@@ -142,7 +142,7 @@ def admin_router(auth: Any, cfg: NotifierConfig) -> APIRouter:
             await queries.mark_queued(session, send_key)
         return ReplayResult(send_key=send_key, replayed=True)
 
-    @router.get("/users/{user_id}/messages", responses=errors(400, 401, 404))
+    @router.get("/users/{user_id:path}/messages", responses=errors(400, 401, 404))
     async def messages(
         user_id: Annotated[str, Path(max_length=MAX_KEY)],
         db: Sessions,

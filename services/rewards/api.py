@@ -134,16 +134,7 @@ def admin_router(auth: Any, ctx: ApiContext) -> APIRouter:
         if ctx.metrics is not None:
             ctx.metrics.count_on_commit(session, unit.tally, outcomes)
 
-    @router.get("/users/{user_id}", response_model=UserRewards, response_model_by_alias=True)
-    async def get_user(user_id: str, request: Request) -> Any:
-        """Balance (available, pending, held), tier, badges, streak and soonest-expiring lots."""
-        async with sessions(request) as session:
-            state = await store.read_state(session, user_id)
-        if state is None:
-            raise _fail(404, "not_found", f"no rewards account for user '{user_id}'")
-        return _answer(200, user_rewards(state, cfg, ctx.clock()))
-
-    @router.get("/users/{user_id}/statement", response_model=Statement)
+    @router.get("/users/{user_id:path}/statement", response_model=Statement)
     async def get_statement(
         user_id: str,
         request: Request,
@@ -160,8 +151,17 @@ def admin_router(auth: Any, ctx: ApiContext) -> APIRouter:
         page = Statement(user_id=user_id, lines=[statement_line(r, cfg) for r in rows], next_cursor=nxt)
         return _answer(200, page)
 
+    @router.get("/users/{user_id:path}", response_model=UserRewards, response_model_by_alias=True)
+    async def get_user(user_id: str, request: Request) -> Any:
+        """Balance (available, pending, held), tier, badges, streak and soonest-expiring lots."""
+        async with sessions(request) as session:
+            state = await store.read_state(session, user_id)
+        if state is None:
+            raise _fail(404, "not_found", f"no rewards account for user '{user_id}'")
+        return _answer(200, user_rewards(state, cfg, ctx.clock()))
+
     @router.post(
-        "/users/{user_id}/redemptions",
+        "/users/{user_id:path}/redemptions",
         status_code=201,
         response_model=Redemption,
         responses={409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
@@ -251,18 +251,22 @@ def admin_router(auth: Any, ctx: ApiContext) -> APIRouter:
 
     conflict: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}, 409: {"model": ErrorBody}}
 
-    @router.post("/users/{user_id}/redemptions/{key}/confirm", response_model=Redemption, responses=conflict)
+    @router.post(
+        "/users/{user_id:path}/redemptions/{key}/confirm", response_model=Redemption, responses=conflict
+    )
     async def confirm(user_id: str, key: str, request: Request) -> Any:
         """Redeem a held reservation (409 if it was released or expired)."""
         return await settle(user_id, key, "confirm", request)
 
-    @router.post("/users/{user_id}/redemptions/{key}/release", response_model=Redemption, responses=conflict)
+    @router.post(
+        "/users/{user_id:path}/redemptions/{key}/release", response_model=Redemption, responses=conflict
+    )
     async def release(user_id: str, key: str, request: Request) -> Any:
         """Give a held reservation's points back."""
         return await settle(user_id, key, "release", request)
 
     @router.post(
-        "/users/{user_id}/adjustments",
+        "/users/{user_id:path}/adjustments",
         status_code=201,
         response_model=Adjustment,
         responses={409: {"model": ErrorBody}, 422: {"model": ErrorBody}},

@@ -29,7 +29,7 @@ def _today() -> date:
 def admin_router(auth: Any) -> APIRouter:
     router = APIRouter(prefix="/v1", dependencies=[Depends(auth)], tags=["segmenter"])
 
-    @router.get("/users/{user_id}")
+    @router.get("/users/{user_id:path}")
     async def get_user(user_id: str, engine: Engine) -> dict[str, Any]:
         """A user's profile: stage, activation, segments, traits, counters and stage history."""
         async with engine.connect() as conn:

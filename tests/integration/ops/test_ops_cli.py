@@ -2,8 +2,8 @@
 
 A file with good and bad lines goes through `send`: the good events are accepted, each bad line
 is reported with its number and ingest's own reason, and the command exits 1. The events then
-show up in `user show` (the segmenter's stage, rewards' points, the notifier's messages) for an id
-with non-ASCII characters and spaces, percent-encoded on the way.
+show up in `user show` (the segmenter's stage, rewards' points and statement, the notifier's
+messages) for an id with non-ASCII characters, spaces and slashes, percent-encoded on the way.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def line(event: dict[str, Any]) -> bytes:
 async def test_send_reports_bad_lines_by_number_and_user_show_finds_the_rest(
     live: LiveStack, tmp_path: Path
 ) -> None:
-    user = f"zoë {uuid.uuid4().hex[:6]}"
+    user = f"team/zoë {uuid.uuid4().hex[:6]}/a"  # '/' travels as %2F: every admin route must take it
     events = [
         line({"type": "track", "userId": user, "event": "Signed Up"}),
         b'{"type": "track", "userId": "broken"',  # line 2: malformed
